@@ -1,0 +1,61 @@
+"""The ``tdrl`` command line: one subcommand per capability, each defined next to its code.
+
+Each entry names a module with ``add_arguments(parser)`` and ``run(args) -> int``; modules are
+imported only for the command being run, so ``tdrl --help`` does not import torch or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tdrl.config.base import ConfigError
+
+# command name -> (module, one-line help). Nested commands ("data inspect") use a space.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "model-info": ("tdrl.model.info", "parameters and GMACs of a network configuration"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tdrl", description="Temporal Distinct Representation Learning")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, (module, helptext) in COMMANDS.items():
+        words = name.split(" ")
+        target = sub
+        if len(words) == 2:
+            if words[0] not in groups:
+                group_parser = sub.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+            target = groups[words[0]]
+        p = target.add_parser(words[-1], help=helptext, description=helptext)
+        p.set_defaults(_module=module)
+        # Arguments are defined lazily only for the chosen command (see main).
+        p.set_defaults(_name=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Find the command first, then build only that command's parser with its full options.
+    for name, (module, helptext) in COMMANDS.items():
+        words = name.split(" ")
+        if argv[: len(words)] == words:
+            parser = argparse.ArgumentParser(prog=f"tdrl {name}", description=helptext)
+            mod = importlib.import_module(module)
+            mod.add_arguments(parser)
+            args = parser.parse_args(argv[len(words):])
+            try:
+                return int(mod.run(args) or 0)
+            except ConfigError as exc:
+                parser.exit(2, f"tdrl {name}: error: {exc}\n")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    parser.print_help()
+    return 0 if not argv else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

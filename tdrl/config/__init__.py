@@ -1,0 +1,6 @@
+"""tdrl's one configuration source: typed, validated dataclasses, one per section."""
+
+from tdrl.config.base import ConfigError, flatten, from_dict, to_dict
+from tdrl.config.model import ModelConfig
+
+__all__ = ["ConfigError", "ModelConfig", "flatten", "from_dict", "to_dict"]

@@ -1,0 +1,79 @@
+"""The network's configuration: backbone, temporal module, enhancement, TD loss and head.
+
+Defaults are spec.md's TDRL: ResNet-50, 8 frames, TIM with PEM before it (memory initialised with
+d_{T-1}), TD loss on half the channels after TM in the last block of stages 2-4, lambda 2e-4.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from tdrl.config.base import ConfigError, check_choice, check_int, check_range
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+TD_BLOCK_RE = re.compile(r"^layer([1-4])\.(-?\d+)$")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    SECTION: ClassVar[str] = "model"
+
+    backbone: str = field(default="resnet50", metadata={"help": f"one of {', '.join(BACKBONES)}"})
+    width: float = field(default=1.0, metadata={"help": "channel width multiplier (1.0 = torchvision; "
+                                                        "0.25 for CPU-scale runs)"})
+    num_classes: int = field(default=174, metadata={"help": "number of classes"})
+    frames: int = field(default=8, metadata={"help": "frames per clip T (fixed at construction)"})
+    temporal: Literal["tim", "tsm", "none"] = field(default="tim", metadata={"help": "temporal module"})
+    shift_div: int = field(default=8, metadata={"help": "TSM/TIM-init: 1/shift_div of channels shift each way"})
+    enhance: Literal["pem", "mem", "none"] = field(default="pem", metadata={"help": "enhancement module"})
+    enhance_position: Literal["before", "after"] = field(default="before",
+                                                         metadata={"help": "enhancement before/after TM"})
+    mem_init: Literal["last", "first", "zeros"] = field(
+        default="last", metadata={"help": "PEM memory initialisation: last=d_{T-1}, first=d_1, zeros"})
+    reduction: int = field(default=16, metadata={"help": "PEM/MEM channel reduction r"})
+    td_ratio: float = field(default=0.5, metadata={"help": "fraction of channels in the TD loss, [0, 1]"})
+    td_position: Literal["before", "after"] = field(default="after", metadata={"help": "TD loss on TM input/output"})
+    td_blocks: tuple[str, ...] = field(default=("layer2.-1", "layer3.-1", "layer4.-1"),
+                                       metadata={"help": "comma-separated blocks with the TD loss, e.g. layer4.-1"})
+    td_lambda: float = field(default=2e-4, metadata={"help": "weight of the TD term in the loss"})
+    dropout: float = field(default=0.5, metadata={"help": "dropout before the classifier"})
+    pretrained: str | None = field(default=None, metadata={
+        "help": "ImageNet weights: 'imagenet' (torchvision's cache) or a .pth path; none for random init"})
+
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        check_choice(f"{s}.backbone", self.backbone, BACKBONES)
+        check_range(f"{s}.width", self.width, 0.0, 4.0, low_open=True)
+        stem = int(64 * self.width)
+        if stem < 1 or (self.enhance != "none" and stem // self.reduction < 1):
+            raise ConfigError(f"{s}.width={self.width} leaves {stem} stem channels, fewer than "
+                              f"{s}.reduction={self.reduction}; raise the width or lower the reduction")
+        check_int(f"{s}.num_classes", self.num_classes, 1)
+        check_int(f"{s}.frames", self.frames, 2, why="temporal modules need at least two frames")
+        check_choice(f"{s}.temporal", self.temporal, ("tim", "tsm", "none"))
+        check_int(f"{s}.shift_div", self.shift_div, 2)
+        check_choice(f"{s}.enhance", self.enhance, ("pem", "mem", "none"))
+        check_choice(f"{s}.enhance_position", self.enhance_position, ("before", "after"))
+        check_choice(f"{s}.mem_init", self.mem_init, ("last", "first", "zeros"))
+        check_int(f"{s}.reduction", self.reduction, 1)
+        check_range(f"{s}.td_ratio", self.td_ratio, 0.0, 1.0)
+        check_choice(f"{s}.td_position", self.td_position, ("before", "after"))
+        if not isinstance(self.td_blocks, tuple):
+            raise ConfigError(f"{s}.td_blocks={self.td_blocks!r} must be a tuple of names like 'layer4.-1'")
+        for name in self.td_blocks:
+            if not isinstance(name, str) or not TD_BLOCK_RE.match(name):
+                raise ConfigError(f"{s}.td_blocks has {name!r}; write blocks as layerK.I with K in 1-4 and I a "
+                                  f"block index (negative counts from the end), e.g. layer4.-1")
+        check_range(f"{s}.td_lambda", self.td_lambda, 0.0)
+        check_range(f"{s}.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        if self.pretrained is not None and self.width != 1.0:
+            raise ConfigError(f"{s}.pretrained={self.pretrained!r} needs {s}.width=1.0: ImageNet weights exist "
+                              f"only for torchvision's widths")
+
+    @property
+    def td_on(self) -> bool:
+        """Whether any TD term is computed (ratio 0 or no blocks means none)."""
+        return self.td_ratio > 0 and len(self.td_blocks) > 0
+
