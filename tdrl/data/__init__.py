@@ -1,0 +1,1 @@
+"""Video data pipeline: annotation parsing, decoding, sampling, augmentation, datasets, synthetic data."""
