@@ -1,0 +1,110 @@
+"""The TDRL network: a torchvision ResNet whose every block is a :class:`TemporalBlock`, and a TSN head.
+
+Input clips ``(N, T, 3, H, W)`` are folded to frames ``(N*T, 3, H, W)`` for the backbone; temporal
+modules unfold them with ``view(N, T, ...)``. The head pools each frame, applies dropout and the
+classifier, and averages the frame scores over T (TSN consensus). ``forward`` returns the class
+scores ``(N, K)`` and the TD regularisation term summed over regularised blocks (a scalar; 0 when
+the TD loss is off). The training loop adds ``lambda * term`` to the cross-entropy.
+
+With ``temporal="none"``, ``enhance="none"`` and ``td_ratio=0`` this is exactly TSN on the same
+backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from tdrl.config.model import ModelConfig
+from tdrl.model.block import TemporalBlock
+from tdrl.model.mem import MotionEnhancement
+from tdrl.model.pem import ProgressiveEnhancement
+from tdrl.model.resnet import ResNet
+from tdrl.model.td_loss import td_channels
+from tdrl.model.temporal_shift import TemporalShift
+from tdrl.model.tim import TemporalInteraction
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _td_block_set(cfg: ModelConfig, layers: dict[str, nn.Sequential]) -> set[tuple[str, int]]:
+    chosen = set()
+    for name in cfg.td_blocks:
+        stage, _, idx = name.partition(".")
+        n = len(layers[stage])
+        i = int(idx)
+        if not -n <= i < n:
+            raise ValueError(f"model.td_blocks has {name!r} but {stage} of {cfg.backbone} has {n} blocks "
+                             f"(indices {-n}..{n - 1})")
+        chosen.add((stage, i % n))
+    return chosen
+
+
+class TDRLNet(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.frames = cfg.frames
+        base = ResNet(cfg.backbone, cfg.width, num_classes=cfg.num_classes)
+        self.conv1, self.bn1, self.relu, self.maxpool = base.conv1, base.bn1, base.relu, base.maxpool
+        layers = {s: getattr(base, s) for s in STAGES}
+        td_set = _td_block_set(cfg, layers) if cfg.td_on else set()
+        for stage in STAGES:
+            blocks = [self._wrap(cfg, block, (stage, i) in td_set) for i, block in enumerate(layers[stage])]
+            setattr(self, stage, nn.Sequential(*blocks))
+        self.avgpool = base.avgpool
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = base.fc
+        self.num_features = base.num_features
+
+    @staticmethod
+    def _wrap(cfg: ModelConfig, block: nn.Module, td: bool) -> TemporalBlock:
+        channels = block.conv1.in_channels
+        enhance: nn.Module | None = None
+        if cfg.enhance == "pem":
+            enhance = ProgressiveEnhancement(channels, cfg.frames, cfg.reduction, cfg.mem_init)
+        elif cfg.enhance == "mem":
+            enhance = MotionEnhancement(channels, cfg.frames, cfg.reduction)
+        temporal: nn.Module | None = None
+        if cfg.temporal == "tim":
+            temporal = TemporalInteraction(channels, cfg.frames, cfg.shift_div)
+        elif cfg.temporal == "tsm":
+            temporal = TemporalShift(cfg.frames, cfg.shift_div)
+        return TemporalBlock(block, frames=cfg.frames, enhance=enhance, temporal=temporal,
+                             enhance_before=cfg.enhance_position == "before",
+                             td_channels=td_channels(cfg.td_ratio, channels) if td else 0,
+                             td_before=cfg.td_position == "before")
+
+    def features(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone features ``(N*T, C', h, w)`` of clips ``(N, T, 3, H, W)`` and the TD term."""
+        n, t = clips.shape[:2]
+        if t != self.frames:
+            raise ValueError(f"the network was built for {self.frames} frames per clip, got clips of shape "
+                             f"{tuple(clips.shape)} (N, T, C, H, W)")
+        x = clips.flatten(0, 1)  # (N*T, 3, H, W)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        td = x.new_zeros((), dtype=torch.float32)
+        for stage in STAGES:
+            for block in getattr(self, stage):
+                x, term = block(x)
+                if term is not None:
+                    td = td + term
+        return x, td
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips ``(N, T, 3, H, W)`` -> (scores ``(N, K)``, TD term ``()``)."""
+        n = clips.shape[0]
+        x, td = self.features(clips)
+        x = self.dropout(torch.flatten(self.avgpool(x), 1))  # (N*T, C')
+        scores = self.fc(x).view(n, self.frames, -1).mean(dim=1)  # TSN consensus over T
+        return scores, td
+
+
+def build_model(cfg: ModelConfig) -> TDRLNet:
+    """The network for ``cfg``, with ImageNet weights loaded when ``cfg.pretrained`` is set."""
+    model = TDRLNet(cfg)
+    if cfg.pretrained:
+        from tdrl.model.weights import load_imagenet
+
+        load_imagenet(model, cfg.pretrained, cfg.backbone)
+    return model
