@@ -15,6 +15,8 @@ from tdrl.config.base import ConfigError
 # command name -> (module, one-line help). Nested commands ("data inspect") use a space.
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("tdrl.model.info", "parameters and GMACs of a network configuration"),
+    "synth": ("tdrl.data.synthetic", "write the synthetic temporal-order benchmark (V2 format)"),
+    "data inspect": ("tdrl.data.inspect", "counts, unreadable/short items and a decoded sample of a dataset"),
 }
 
 
