@@ -32,8 +32,8 @@ def temporal_conv3(x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.
     k = weight.to(x.dtype).view(c, 3, 1, 1)
     out = x5 * k[:, 1]
     # In-place adds on slices of a fresh tensor: mul's backward needs its inputs, not its output.
-    out[:, 1:] += x5[:, :-1] * k[:, 0]
-    out[:, :-1] += x5[:, 1:] * k[:, 2]
+    out[:, 1:].addcmul_(x5[:, :-1], k[:, 0])  # addcmul: no temporary for the product
+    out[:, :-1].addcmul_(x5[:, 1:], k[:, 2])
     return out.view(nt, c, h, w)
 
 
