@@ -109,3 +109,23 @@ def test_parameter_names_keep_torchvision_layout():
     assert {"conv1.weight", "layer1.0.conv3.weight", "layer1.0.downsample.0.weight",
             "layer4.2.bn3.running_mean", "fc.weight"} <= names
     assert "layer1.0.temporal.weight" in names and "layer2.3.enhance.w_g.weight" in names
+
+
+@pytest.mark.parametrize("enhance,temporal", [("pem", "tim"), ("pem", "tsm"), ("none", "tim")])
+def test_fast_paths_equal_straightforward_paths(enhance, temporal):
+    from tdrl.model.reference import straightforward
+
+    torch.manual_seed(0)
+    model = TDRLNet(tiny(backbone="resnet50", width=0.25, enhance=enhance, temporal=temporal)).eval()
+    for name, p in model.named_parameters():  # random TIM kernels and PEM weights, not the init
+        if ".temporal." in name or ".enhance." in name:
+            torch.nn.init.normal_(p, std=0.3)
+    slow = straightforward(model)
+    clips = torch.randn(2, 3, 3, 48, 48)
+    with torch.no_grad():
+        fast_scores, fast_td = model(clips)
+        slow_scores, slow_td = slow(clips)
+    assert torch.allclose(fast_scores, slow_scores, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(fast_td, slow_td, atol=1e-5, rtol=1e-5)
+    assert slow.layer1[0].enhance is not model.layer1[0].enhance or enhance == "none"
+    assert slow.layer2[0].conv1.weight is model.layer2[0].conv1.weight  # shared parameters
