@@ -154,7 +154,7 @@ class FrameFolder:
         return len(self._files)
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
-        from torchvision.io import ImageReadMode, decode_image, read_file
+        from PIL import Image
 
         idx = _check_indices(self.path, indices, len(self._files))
         out = []
@@ -165,11 +165,11 @@ class FrameFolder:
                 try:
                     if f.stat().st_size == 0:
                         raise ValueError("empty file (0 bytes)")
-                    # libjpeg-turbo via torchvision: (C, H, W) uint8
-                    img = decode_image(read_file(str(f)), mode=ImageReadMode.RGB)
+                    with Image.open(f) as im:  # Pillow's libjpeg-turbo; (H, W, C) uint8
+                        img = np.asarray(im.convert("RGB"))
                 except Exception as exc:
                     raise DecodeError(f"{f}: cannot decode frame {i} of {self.path} (corrupt?): {exc}") from None
-                cache[i] = img.permute(1, 2, 0).numpy()
+                cache[i] = img
             out.append(cache[i])
         shapes = {a.shape for a in out}
         if len(shapes) > 1:

@@ -213,7 +213,8 @@ def encode_webm(video: np.ndarray, path: Path, fps: int = 12, crf: int = 30) -> 
     import av
 
     tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), "w", format="webm") as out:
+    # bitexact: no random segment UID / date in the header, so the same seed gives the same bytes.
+    with av.open(str(tmp), "w", format="webm", container_options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream("libvpx-vp9", rate=fps)
         stream.width, stream.height = video.shape[2], video.shape[1]
         stream.pix_fmt = "yuv420p"
