@@ -253,7 +253,7 @@ def generate_synthetic(out_dir: str | Path, *, num_classes: int = 10, train_per_
     parallel (default: all CPU cores); the files do not depend on it.
     """
     params = SynthParams(num_classes, train_per_class, val_per_class, frames, size, seed)
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute, so the paths survive being joined with a config root
     names = {k: str(out / v) for k, v in V2_DEFAULTS.items()}
     classes = tuple(t.replace("[", "").replace("]", "") for t in class_names(num_classes))
     marker = out / MARKER
