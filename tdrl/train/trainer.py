@@ -1,0 +1,196 @@
+"""The driver: resolve an Experiment, start (or join) Ray, build the TorchTrainer and fit it.
+
+``fit(exp)`` is the Python entry point (``tdrl train`` and Tune trials call it); ``fit_flat(flat)``
+takes flat ``section.field`` keys. Everything the workers see is absolute: they run in a per-run
+folder, possibly on another node.
+
+Resume. Ray Train V2 keeps the run's state under ``<storage_path>/<name>``: within a run, a worker
+or node failure restarts the worker group from the latest registered checkpoint, up to
+``train.max_failures`` times; running again with the same ``train.name`` and ``train.storage_path``
+resumes a stopped run from its latest checkpoint. The MLflow run is found again by its name tag,
+so a resumed run continues the same MLflow run.
+
+Checkpoints: ``CheckpointConfig(num_to_keep=keep_best, checkpoint_score_attribute="val_top1")``;
+Ray Train V2's checkpoint manager keeps the ``keep_best`` best by validation top-1 and never deletes
+the latest one, so resume always has the newest state.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tdrl.config.base import ConfigError
+from tdrl.config.experiment import Experiment
+
+SCORE = "val_top1"
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced (``ray_result`` is Ray Train's own Result)."""
+
+    name: str
+    path: str  # <storage_path>/<name>: Ray Train's run folder with the checkpoints
+    metrics: dict[str, Any]  # the last epoch's metrics plus best_val_top1 / best_epoch
+    best_checkpoint: str | None
+    latest_checkpoint: str | None
+    mlflow_uri: str
+    mlflow_run_id: str
+    experiment: Experiment
+    ray_result: Any = field(repr=False, default=None)
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
+    """Make local paths absolute, name the run and fix the MLflow URI (pure: no Ray, no I/O)."""
+    from tdrl.train.tracking import default_uri
+
+    base = Path(workdir or Path.cwd()).resolve()
+    changes: dict[str, Any] = {}
+    if not _is_uri(exp.data.root):
+        changes["data.root"] = str((base / exp.data.root).resolve())
+    if not _is_uri(exp.train.storage_path):
+        changes["train.storage_path"] = str((base / exp.train.storage_path).resolve())
+    if exp.train.name is None:
+        changes["train.name"] = time.strftime("tdrl-%Y%m%d-%H%M%S")
+    if exp.train.mlflow_uri is None:
+        changes["train.mlflow_uri"] = default_uri(base)
+    elif exp.train.mlflow_uri.startswith("sqlite:///") and not exp.train.mlflow_uri.startswith("sqlite:////"):
+        rel = exp.train.mlflow_uri[len("sqlite:///"):]
+        changes["train.mlflow_uri"] = f"sqlite:///{(base / rel).resolve()}"
+    return exp.override(changes)
+
+
+def preflight(exp: Experiment) -> None:
+    """Checks that need files but not Ray: the annotations parse and agree with model.num_classes."""
+    from tdrl.data.dataset import annotations_for
+
+    for split in ("train", "val"):
+        try:
+            ann = annotations_for(exp.data, split)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"data.root={exp.data.root}: cannot read the {split} annotations: {exc}") from exc
+        if ann.num_classes != exp.model.num_classes:
+            raise ConfigError(f"model.num_classes={exp.model.num_classes} but the {split} labels of "
+                              f"{exp.data.root} have {ann.num_classes} classes")
+        if not ann.records:
+            raise ConfigError(f"data.root={exp.data.root}: the {split} split is empty")
+
+
+def ensure_ray() -> bool:
+    """Join the cluster in RAY_ADDRESS, or start a local Ray on all cores; True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()  # an existing cluster: passing num_cpus would be refused
+        return False
+    ray.init(num_cpus=os.cpu_count() or 1, dashboard_host="127.0.0.1")
+    return True
+
+
+def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[Any] = ()):
+    """The TorchTrainer for a resolved experiment; ``run`` is the loop's private ``_run`` dict."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from tdrl.train.loop import train_loop_per_worker
+
+    t = exp.train
+    use_gpu = bool(t.use_gpu)
+    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    scaling = ray.train.ScalingConfig(num_workers=t.workers, use_gpu=use_gpu, resources_per_worker=resources)
+    run_config = ray.train.RunConfig(
+        name=t.name,
+        storage_path=t.storage_path,
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.keep_best, checkpoint_score_attribute=SCORE,
+                                                     checkpoint_score_order="max"),
+        failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
+        callbacks=list(callbacks) or None,
+    )
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={**exp.flatten(), "_run": dict(run)},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=scaling,
+        run_config=run_config,
+    )
+
+
+def _progress(exp: Experiment, started_here: bool) -> str:
+    if exp.train.progress != "auto":
+        return exp.train.progress
+    return "bar" if started_here and exp.train.workers == 1 and sys.stderr.isatty() else "lines"
+
+
+def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
+        callbacks: Sequence[Any] = (), workdir: str | Path | None = None) -> TrainResult:
+    """Train ``exp`` on Ray Train and return the result; raises on failure after the retries.
+
+    ``parent_run_id`` nests the MLflow run under a study's parent run; ``tags`` are added to it.
+    ``callbacks`` go into the RunConfig (e.g. Tune's ``TuneReportCallback()`` inside a trial).
+    Resuming: call again with the same ``train.name`` and ``train.storage_path``.
+    """
+    import ray
+
+    from tdrl.train import tracking
+
+    exp = resolve(exp, workdir)
+    preflight(exp)
+    started_here = ensure_ray()
+    if exp.train.use_gpu is None:
+        exp = exp.override({"train.use_gpu": ray.cluster_resources().get("GPU", 0) > 0})
+    need = exp.train.workers * exp.train.cpus_per_worker
+    have = ray.cluster_resources().get("CPU", 0)
+    if need > have:
+        msg = (f"train.workers={exp.train.workers} x train.cpus_per_worker={exp.train.cpus_per_worker} needs "
+               f"{need} CPUs but the Ray cluster has {have:g}")
+        if started_here:
+            raise ConfigError(msg)
+        warnings.warn(msg + "; waiting for the autoscaler", RuntimeWarning, stacklevel=2)
+
+    t = exp.train
+    flat = exp.flatten()
+    run_id, resumed = tracking.start_run(t.mlflow_uri, t.experiment, t.name, flat, parent_run_id=parent_run_id,
+                                         tags=tags)
+    marker_dir = "" if _is_uri(t.storage_path) else str(Path(t.storage_path) / t.name / "_tdrl_markers")
+    run = {"run_name": t.name, "mlflow_uri": t.mlflow_uri, "mlflow_run_id": run_id,
+           "progress": _progress(exp, started_here), "marker_dir": marker_dir}
+    print(f"[tdrl] run {t.name}: storage {t.storage_path}/{t.name}, MLflow {t.mlflow_uri} run {run_id}"
+          f"{' (resumed)' if resumed else ''}, {t.workers} worker(s) x {t.cpus_per_worker} CPU"
+          f"{' + 1 GPU' if t.use_gpu else ''}, global batch {t.global_batch}, lr {t.lr:g}", flush=True)
+    trainer = build_trainer(exp, run, callbacks)
+    try:
+        result = trainer.fit()
+    except BaseException as exc:
+        tracking.finish_run(t.mlflow_uri, run_id, status="FAILED" if not isinstance(exc, KeyboardInterrupt)
+                            else "KILLED", config=exp.nested(), final_metrics={"error": repr(exc)},
+                            best_checkpoint=None)
+        raise
+    best = result.get_best_checkpoint(metric=SCORE, mode="max") if result.best_checkpoints else None
+    best_metrics = next((m for c, m in result.best_checkpoints or [] if best is not None and c.path == best.path), {})
+    metrics = dict(result.metrics or {})
+    metrics["best_val_top1"] = best_metrics.get(SCORE, metrics.get(SCORE))
+    metrics["best_epoch"] = best_metrics.get("epoch", metrics.get("epoch"))
+    out = TrainResult(name=t.name, path=str(result.path), metrics=metrics,
+                      best_checkpoint=best.path if best else None,
+                      latest_checkpoint=result.checkpoint.path if result.checkpoint else None,
+                      mlflow_uri=t.mlflow_uri, mlflow_run_id=run_id, experiment=exp, ray_result=result)
+    tracking.finish_run(t.mlflow_uri, run_id, status="FINISHED", config=exp.nested(), final_metrics=metrics,
+                        best_checkpoint=out.best_checkpoint)
+    return out
+
+
+def fit_flat(flat: Mapping[str, Any], *, base: Experiment | None = None, **kwargs: Any) -> TrainResult:
+    """:func:`fit` from flat ``section.field`` keys layered over ``base`` (e.g. a preset's Experiment)."""
+    return fit(Experiment.from_flat(flat, base=base), **kwargs)
