@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("tdrl.model.info", "parameters and GMACs of a network configuration"),
     "synth": ("tdrl.data.synthetic", "write the synthetic temporal-order benchmark (V2 format)"),
     "data inspect": ("tdrl.data.inspect", "counts, unreadable/short items and a decoded sample of a dataset"),
+    "tables": ("tdrl.study.tables", "study tables from MLflow beside the paper's numbers (md, csv, png)"),
 }
 
 

@@ -1,0 +1,268 @@
+"""Study tables: the runs of a study read back from MLflow, in the paper's layout, beside its numbers.
+
+Measured numbers come only from MLflow runs: the FINISHED child runs of a study's parent run, one
+per row and seed, each holding the last epoch's ``val_top1``/``val_top5``. Rows are averaged over
+seeds (mean and sample standard deviation, ``ddof=1``; one seed gives no std). Output: Markdown,
+CSV and a PNG bar chart, written to a folder, printed, and logged as artifacts on the parent run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from tdrl.study.definitions import Study
+
+# Tags on study runs (parent and children). Values are strings, as MLflow stores them.
+STUDY_TAG = "tdrl.study"  # "table5", on parent and children
+STUDY_RUN_TAG = "tdrl.study_run"  # the study run's name ("table5-smoke"), on parent and children
+ROLE_TAG = "tdrl.role"  # "study" on the parent, "trial" on children
+ROW_TAG = "tdrl.row"  # row key, children
+ROW_LABEL_TAG = "tdrl.row_label"  # the paper's row label, children
+TABLE_TAG = "tdrl.table"  # the paper's caption, children and parent
+SEED_TAG = "tdrl.seed"
+TRIAL_TAG = "tdrl.trial"  # Tune trial id, children
+PARENT_TAG = "mlflow.parentRunId"
+
+METRICS = {"top1": "val_top1", "top5": "val_top5"}
+
+
+def experiment_name(study: Study, prefix: str = "tdrl") -> str:
+    """One MLflow experiment per study: ``tdrl-table5``."""
+    return f"{prefix}-{study.name}"
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<abs cwd>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+# --- reading runs ---------------------------------------------------------------------------------
+
+def find_parent_run(uri: str, experiment: str, study_run: str | None = None) -> str | None:
+    """The newest parent run of ``experiment`` (optionally the one named ``study_run``), or None."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    filt = f"tags.`{ROLE_TAG}` = 'study'"
+    if study_run:
+        filt += f" and tags.`{STUDY_RUN_TAG}` = '{study_run}'"
+    runs = client.search_runs([exp.experiment_id], filter_string=filt, max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def child_runs(uri: str, experiment: str, parent_run_id: str) -> pd.DataFrame:
+    """All child runs of a parent (any status) as MLflow's DataFrame (``tags.*``, ``metrics.*``...)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return pd.DataFrame()
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_ids=[exp.experiment_id],
+                              filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                              output_format="pandas", max_results=50000)
+
+
+def runs_to_records(runs: pd.DataFrame) -> pd.DataFrame:
+    """MLflow's run DataFrame -> one line per finished run: ``row``, ``seed``, ``top1``, ``top5``, ``status``."""
+    cols = {"row": f"tags.{ROW_TAG}", "seed": f"tags.{SEED_TAG}", "top1": f"metrics.{METRICS['top1']}",
+            "top5": f"metrics.{METRICS['top5']}", "status": "status", "run_id": "run_id"}
+    if runs is None or runs.empty:
+        return pd.DataFrame(columns=list(cols))
+    out = pd.DataFrame({k: (runs[v] if v in runs.columns else None) for k, v in cols.items()})
+    return out[out["status"] == "FINISHED"].reset_index(drop=True)
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+def build_table(study: Study, records: pd.DataFrame) -> pd.DataFrame:
+    """One line per study row, in the paper's order: paper numbers beside measured mean/std/n.
+
+    ``records`` has columns ``row`` (row key), ``top1`` and optionally ``top5`` (one line per run).
+    Rows without runs get NaN and ``n = 0``; records of unknown rows are ignored.
+    """
+    lines = []
+    for r in study.rows:
+        sub = records[records["row"] == r.key] if len(records) else records
+        line: dict[str, Any] = {"key": r.key, "row": r.label, "n": int(len(sub))}
+        for metric, paper in (("top1", r.paper_top1), ("top5", r.paper_top5)):
+            vals = pd.to_numeric(sub[metric], errors="coerce").dropna() if metric in sub else pd.Series(dtype=float)
+            line[f"paper_{metric}"] = float("nan") if paper is None else float(paper)
+            line[f"{metric}_mean"] = float(vals.mean()) if len(vals) else float("nan")
+            line[f"{metric}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        lines.append(line)
+    return pd.DataFrame(lines, columns=["key", "row", "n", "paper_top1", "top1_mean", "top1_std",
+                                        "paper_top5", "top5_mean", "top5_std"])
+
+
+def fmt_measured(mean: float, std: float, digits: int = 1) -> str:
+    """``48.4 ± 0.3``; ``48.4`` for one run; ``–`` for none."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_paper(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
+def to_markdown(study: Study, table: pd.DataFrame, *, caption: str = "") -> str:
+    """The paper's layout: its row labels and header, the paper's numbers, then the measured ones."""
+    top5 = study.has_top5 or table["top5_mean"].notna().any()
+    head = [study.row_header, "Top-1 paper", "Top-1 measured"]
+    if top5:
+        head += ["Top-5 paper", "Top-5 measured"]
+    head.append("runs")
+    lines = [f"**{study.title}**" + (f" — {caption}" if caption else ""), "",
+             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for _, t in table.iterrows():
+        cells = [str(t["row"]), fmt_paper(t["paper_top1"]), fmt_measured(t["top1_mean"], t["top1_std"])]
+        if top5:
+            cells += [fmt_paper(t["paper_top5"]), fmt_measured(t["top5_mean"], t["top5_std"])]
+        cells.append(str(int(t["n"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = ["Paper: Something-Something V1 validation, 8 frames, single clip (%). Measured: last-epoch "
+             "validation accuracy (%), mean ± std over seeds."]
+    if study.note:
+        notes.append(study.note)
+    return "\n".join(lines + [""] + notes) + "\n"
+
+
+def chart_frame(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """The chart's input: ``row``, ``measured_mean``, ``measured_std``, ``paper``."""
+    return pd.DataFrame({"row": table["row"], "measured_mean": table[f"{metric}_mean"],
+                         "measured_std": table[f"{metric}_std"], "paper": table[f"paper_{metric}"]})
+
+
+def save_chart(study: Study, table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """PNG bar chart of top-1: paper beside measured (error bars = std). Uses tdrl.viz if present."""
+    path = Path(path)
+    frame = chart_frame(table)
+    title = title or study.title
+    try:
+        from tdrl.viz.study_chart import save_study_chart  # the shared chart, when it is there
+    except ImportError:
+        save_study_chart = None
+    if save_study_chart is not None:
+        try:
+            save_study_chart(frame, path, title=title)
+            if path.is_file():
+                return path
+        except TypeError:
+            pass  # another signature than expected: fall back to the local chart
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(5.0, 1.3 * len(frame) + 2), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    x = range(len(frame))
+    w = 0.38
+    ax.bar([i - w / 2 for i in x], frame["paper"].fillna(0), w, label="paper (SSv1)", color="#9aa7b8")
+    ax.bar([i + w / 2 for i in x], frame["measured_mean"].fillna(0), w, yerr=frame["measured_std"].fillna(0),
+           capsize=3, label="measured", color="#d9823b")
+    ax.set_xticks(list(x), list(frame["row"]), rotation=20, ha="right")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def write_outputs(study: Study, table: pd.DataFrame, out_dir: str | Path, *, caption: str = "") -> dict[str, Path]:
+    """``<study>.md``, ``<study>.csv`` and ``<study>.png`` in ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / f"{study.name}.md"
+    md.write_text(to_markdown(study, table, caption=caption))
+    csv = out / f"{study.name}.csv"
+    table.to_csv(csv, index=False)
+    png = save_chart(study, table, out / f"{study.name}.png", title=f"{study.title}" + (f"\n{caption}" if caption else ""))
+    return {"markdown": md, "csv": csv, "png": png}
+
+
+def study_table(study: Study, uri: str, *, experiment: str | None = None, parent_run_id: str | None = None,
+                study_run: str | None = None) -> tuple[pd.DataFrame, str | None]:
+    """The table of a study's (newest, or given) parent run; ``(table, parent_run_id)``."""
+    experiment = experiment or experiment_name(study)
+    parent_run_id = parent_run_id or find_parent_run(uri, experiment, study_run)
+    if parent_run_id is None:
+        return build_table(study, runs_to_records(pd.DataFrame())), None
+    records = runs_to_records(child_runs(uri, experiment, parent_run_id))
+    return build_table(study, records), parent_run_id
+
+
+def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | None = None,
+           parent_run_id: str | None = None, study_run: str | None = None, log: bool = True,
+           echo: bool = True) -> tuple[pd.DataFrame, str | None, dict[str, Path]]:
+    """Read, write (md/csv/png), print, and log the files as artifacts (``tables/``) on the parent run."""
+    import mlflow
+
+    table, parent = study_table(study, uri, experiment=experiment, parent_run_id=parent_run_id,
+                                study_run=study_run)
+    caption = ""
+    if parent is not None:
+        run = mlflow.MlflowClient(tracking_uri=uri).get_run(parent)
+        caption = run.data.tags.get(STUDY_RUN_TAG, "") or run.info.run_name or ""
+    paths = write_outputs(study, table, out_dir, caption=caption)
+    if echo:
+        print(paths["markdown"].read_text())
+        if parent is None:
+            print(f"(no study run of {study.name} in {experiment or experiment_name(study)} at {uri})")
+    if log and parent is not None:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        for p in paths.values():
+            client.log_artifact(parent, str(p), artifact_path="tables")
+    return table, parent, paths
+
+
+# --- `tdrl tables` ---------------------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    from tdrl.study.definitions import STUDIES
+
+    parser.add_argument("studies", nargs="*", metavar="STUDY",
+                        help=f"studies to tabulate: {', '.join(STUDIES)} or script names (default: all with runs)")
+    parser.add_argument("--mlflow-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
+    parser.add_argument("--out", default="runs/tables", help="folder for the .md/.csv/.png files")
+    parser.add_argument("--name", default=None, help="study run name (e.g. table5-smoke); default: the newest")
+    parser.add_argument("--parent-run", default=None, help="parent run id (one study only)")
+    parser.add_argument("--experiment-prefix", default="tdrl", help="MLflow experiments are PREFIX-<study>")
+    parser.add_argument("--no-log", action="store_true", help="do not log the files on the parent run")
+
+
+def run(args) -> int:
+    from tdrl.config.base import ConfigError
+    from tdrl.study.definitions import STUDIES, get_study
+
+    uri = args.mlflow_uri or default_tracking_uri()
+    try:
+        studies = [get_study(s) for s in args.studies] if args.studies else list(STUDIES.values())
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from exc
+    if args.parent_run and len(studies) != 1:
+        raise ConfigError("--parent-run needs exactly one STUDY")
+    found = 0
+    for study in studies:
+        exp = experiment_name(study, args.experiment_prefix)
+        if not args.studies and find_parent_run(uri, exp, args.name) is None:
+            continue  # "all": only the studies that were run
+        _, parent, _ = report(study, uri, args.out, experiment=exp, parent_run_id=args.parent_run,
+                              study_run=args.name, log=not args.no_log)
+        found += parent is not None
+    if not found:
+        print(f"no study runs found at {uri}")
+        return 1
+    print(f"tables written to {Path(args.out).resolve()}")
+    return 0
