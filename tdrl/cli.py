@@ -15,6 +15,8 @@ from tdrl.config.base import ConfigError
 # command name -> (module, one-line help). Nested commands ("data inspect") use a space.
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("tdrl.model.info", "parameters and GMACs of a network configuration"),
+    "train": ("tdrl.train.cli", "train on Ray Train (default: the smoke preset on a local Ray)"),
+    "eval": ("tdrl.train.evaluate", "top-1/top-5 of checkpoints, single or multi-view; ensembles"),
     "synth": ("tdrl.data.synthetic", "write the synthetic temporal-order benchmark (V2 format)"),
     "data inspect": ("tdrl.data.inspect", "counts, unreadable/short items and a decoded sample of a dataset"),
     "tables": ("tdrl.study.tables", "study tables from MLflow beside the paper's numbers (md, csv, png)"),
