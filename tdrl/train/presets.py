@@ -4,8 +4,9 @@ A preset is a set of flat ``section.field`` values layered over the dataclass de
 the CPU presets, the parameters of the synthetic benchmark it trains on; that set is generated
 on first use (``prepare_data``) under ``./data/synth-<preset>``.
 
-- ``smoke``: ResNet-18 at width 0.25, 4 frames, 56 px crops of 64 px videos, 6 classes (3 reversed
-  pairs: chance 16.7%), 6 epochs. Shows the whole machinery working and learning.
+- ``smoke``: ResNet-18 at width 0.25, 8 frames, 56 px crops of 64 px videos, 6 classes (3 reversed
+  pairs: chance 16.7%), 2 workers x 4 clips (global batch 8, lr 0.1), 14 epochs, lr x0.1 at 10.
+  Shows the whole machinery (DDP, checkpoints, MLflow) working and learning in about two minutes.
 - ``cpu``: the same family, 8 frames, 10 classes, more clips and 20 epochs: a longer CPU run that
   clearly learns the temporal-order benchmark (TSN can only reach 50% on it).
 - ``paper``: spec.md's recipe: TDRL ResNet-50 (TIM + PEM + TD loss), 8 frames, 224 px,
@@ -40,12 +41,12 @@ _SMALL_NET = {"model.backbone": "resnet18", "model.width": 0.25, "model.dropout"
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         "smoke", "a few minutes on 2 CPU cores: tiny TDRL-R18 on a 6-class synthetic set",
-        {**_SMALL_NET, "model.num_classes": 6, "model.frames": 4,
+        {**_SMALL_NET, "model.num_classes": 6, "model.frames": 8,
          "data.root": "data/synth-smoke", "data.input_size": 56, "data.short_side": 64, "data.workers": 1,
-         "train.epochs": 6, "train.batch_size": 8, "train.workers": 1, "train.lr_per_64": 0.4,
-         "train.lr_steps": "4", "train.weight_decay": 1e-4, "train.grad_clip": 20.0,
+         "train.epochs": 14, "train.batch_size": 4, "train.workers": 2, "train.lr_per_64": 0.8,
+         "train.lr_steps": "10", "train.weight_decay": 1e-4, "train.grad_clip": 20.0,
          "train.experiment": "tdrl-smoke"},
-        {"num_classes": 6, "train_per_class": 40, "val_per_class": 10, "frames": 8, "size": 64, "seed": 0}),
+        {"num_classes": 6, "train_per_class": 60, "val_per_class": 10, "frames": 16, "size": 64, "seed": 0}),
     "cpu": Preset(
         "cpu", "a longer CPU run (tens of minutes) that clearly learns the 10-class synthetic benchmark",
         {**_SMALL_NET, "model.num_classes": 10, "model.frames": 8,
