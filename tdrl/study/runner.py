@@ -1,0 +1,371 @@
+"""Run a study on Ray Tune driving Ray Train (V2), tracked in MLflow as a parent run with child runs.
+
+How the pieces fit (Ray 2.60, Train V2):
+
+- Each Tune trial is a function (:func:`trial`) that builds the trial's
+  :class:`~tdrl.config.experiment.Experiment` (preset < study's common keys < row keys < seed) and
+  calls :func:`tdrl.train.trainer.fit`, which builds and fits a ``TorchTrainer``;
+  ``ray.tune.integration.ray_train.TuneReportCallback()`` in its RunConfig forwards every epoch's
+  metrics to Tune (for ASHA and the result grid). The trial takes one unit of the custom
+  ``TRAIN_DRIVER`` resource (or one CPU on a cluster without it), the Train workers take
+  ``train.workers x train.cpus_per_worker`` CPUs (+ a GPU each on GPU nodes), so a cluster runs
+  as many trials side by side as it has room for.
+- The inner Train run is named from the Tune trial id (``<study run>.<row>.s<seed>.<trial id>``),
+  so a resumed trial continues its own Train run from its latest checkpoint and finds its own
+  MLflow run (tracking finds runs by that name): no duplicates.
+- MLflow: one experiment per study (``tdrl-table5``), a parent run per study run, one child run per
+  trial (``mlflow.parentRunId``) tagged with the table, row, seed and trial id. The parent run id is
+  stored in ``<storage>/<study run>/tdrl_study.json`` and also found again by its tags.
+- Resume: running the same command again (same study run name and storage) restores the Tune
+  experiment with ``Tuner.restore(..., resume_unfinished=True, resume_errored=True)``; finished
+  trials are not run again. A trial whose MLflow run is already FINISHED (its completion may have
+  happened after Tune's last state save) reports the stored metrics instead of training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from tdrl.config.base import ConfigError
+from tdrl.config.experiment import Experiment
+from tdrl.study import tables as T
+from tdrl.study.definitions import Study, get_study
+
+DRIVER_RESOURCE = "TRAIN_DRIVER"
+STATE_FILE = "tdrl_study.json"
+METRIC = "val_top1"
+
+
+@dataclass
+class StudyOptions:
+    """What a study script's command line sets (see :mod:`tdrl.study.cli`)."""
+
+    preset: str = "smoke"
+    data: str | None = None  # data.root
+    seeds: int = 1
+    name: str | None = None  # study run name; default "<study>-<preset>"
+    storage: str | None = None  # default $TDRL_STORAGE, else ./runs/studies
+    mlflow_uri: str | None = None  # default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
+    rows: tuple[str, ...] = ()  # a subset of the study's rows
+    overrides: dict[str, Any] = field(default_factory=dict)  # extra flat keys, e.g. train.epochs=1
+    max_concurrent: int | None = None
+    experiment_prefix: str = "tdrl"
+    tables_out: str | None = None  # where `tdrl tables` files go; default <cwd>/runs/tables/<study run>
+    verbose: int = 1  # Tune's console verbosity
+
+
+@dataclass
+class StudyResult:
+    name: str
+    path: str  # the Tune experiment folder
+    parent_run_id: str
+    mlflow_uri: str
+    experiment: str
+    table: Any  # pandas DataFrame (grids) or the search's results
+    result_grid: Any = None
+    resumed: bool = False
+    seconds: float = 0.0
+    errors: int = 0
+
+
+# --- paths, Ray ---------------------------------------------------------------------------------
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def default_storage() -> str:
+    env = os.environ.get("TDRL_STORAGE")
+    return env if env else str(Path("runs/studies").resolve())
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) if is_uri(base) else str(Path(base, *parts))
+
+
+def _fs(path: str):
+    """``(pyarrow filesystem, path within it)`` for a local folder or a URI (s3://, gs://)."""
+    import pyarrow.fs
+
+    if is_uri(path):
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), str(Path(path).resolve())
+
+
+def read_state(study_dir: str) -> dict[str, Any] | None:
+    fs, p = _fs(_join(study_dir, STATE_FILE))
+    try:
+        with fs.open_input_stream(p) as f:
+            return json.loads(f.read().decode())
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def write_state(study_dir: str, state: Mapping[str, Any]) -> None:
+    fs, p = _fs(_join(study_dir, STATE_FILE))
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(p) as f:
+        f.write(json.dumps(state, indent=1, default=str).encode())
+
+
+def connect_ray(num_cpus: int | None = None) -> bool:
+    """Join ``RAY_ADDRESS`` (bare ``ray.init()``) or start a local Ray with the TRAIN_DRIVER resource.
+
+    Returns True if a local instance was started here. Keeps the dashboard on: without it a trial
+    stopped early by ASHA can leave its placement group behind.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return False
+    cpus = num_cpus or os.cpu_count() or 1
+    ray.init(num_cpus=cpus, resources={DRIVER_RESOURCE: max(4, 2 * cpus)}, include_dashboard=True,
+             dashboard_host="127.0.0.1")
+    return True
+
+
+def trial_resources() -> dict[str, float]:
+    """What a trial's driver takes: one TRAIN_DRIVER unit if the cluster has it, else one CPU."""
+    import ray
+
+    return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE, 0) >= 1 else {"CPU": 1}
+
+
+# --- the experiment of a trial ----------------------------------------------------------------------
+
+def base_experiment(opts: StudyOptions, study_run: str, storage: str, uri: str, experiment: str,
+                    common: Mapping[str, Any] | None = None) -> Experiment:
+    """Preset < study's common keys < the user's overrides, resolved to absolute paths."""
+    from tdrl.train.presets import get_preset
+    from tdrl.train.trainer import resolve
+
+    exp = get_preset(opts.preset).experiment()
+    changes: dict[str, Any] = dict(common or {})
+    if opts.data:
+        changes["data.root"] = opts.data
+    changes.update(opts.overrides)
+    changes.update({"train.storage_path": _join(storage, study_run, "train"), "train.mlflow_uri": uri,
+                    "train.experiment": experiment, "train.name": study_run})
+    if "train.progress" not in opts.overrides:
+        changes["train.progress"] = "none"  # many trials side by side: Tune's table is the progress
+    return resolve(exp.override(changes))
+
+
+def trial_name(study_run: str, row: str, seed: int, trial_id: str) -> str:
+    """The trial's Ray Train run name (and MLflow run name): deterministic from the Tune trial id."""
+    return f"{study_run}.{row}.s{seed}.{trial_id}"
+
+
+def trial_overrides(study_name: str, config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(row key, flat overrides)`` of a trial config: a grid row, or flat keys from a search."""
+    if "row" in config:
+        return str(config["row"]), get_study(study_name).overrides(str(config["row"]))
+    flat = {k: v for k, v in config.items() if "." in k}
+    return "search", flat
+
+
+def _finished_metrics(uri: str, experiment: str, name: str) -> dict[str, float] | None:
+    """The last metrics of this trial's MLflow run if it already FINISHED, else None."""
+    from mlflow.tracking import MlflowClient
+
+    from tdrl.train.tracking import find_run
+
+    run_id = find_run(uri, experiment, name)
+    if run_id is None:
+        return None
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    if run.info.status != "FINISHED" or METRIC not in run.data.metrics:
+        return None
+    return dict(run.data.metrics)
+
+
+def trial(config: dict[str, Any], *, study_name: str, base_flat: dict[str, Any], parent_run_id: str,
+          study_run: str, workdir: str) -> None:
+    """One Tune trial: train the row's experiment with seed ``config['seed']`` on Ray Train."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from tdrl.train.trainer import fit
+
+    row, overrides = trial_overrides(study_name, config)
+    seed = int(config.get("seed", 0))
+    trial_id = ray.tune.get_context().get_trial_id()
+    name = trial_name(study_run, row, seed, trial_id)
+    flat = {**base_flat, **overrides, "train.seed": seed, "train.name": name}
+    exp = Experiment.from_flat(flat)
+    t = exp.train
+    done = _finished_metrics(t.mlflow_uri, t.experiment, name)
+    if done is not None:  # finished before the driver could record it: do not train again
+        print(f"[tdrl] {name}: already finished in MLflow; reporting its metrics", flush=True)
+        ray.tune.report(done)
+        return
+    study = get_study(study_name) if study_name in _grid_names() else None
+    tags = {T.STUDY_TAG: study_name, T.STUDY_RUN_TAG: study_run, T.ROLE_TAG: "trial", T.ROW_TAG: row,
+            T.SEED_TAG: str(seed), T.TRIAL_TAG: trial_id,
+            T.TABLE_TAG: study.title if study else study_name,
+            T.ROW_LABEL_TAG: study.row(row).label if study else row}
+    fit(exp, parent_run_id=parent_run_id, tags=tags, callbacks=[TuneReportCallback()], workdir=workdir)
+
+
+def _grid_names() -> set[str]:
+    from tdrl.study.definitions import STUDIES
+
+    return set(STUDIES)
+
+
+# --- MLflow parent run ------------------------------------------------------------------------------
+
+def parent_run(uri: str, experiment: str, study_dir: str, study_run: str, study_name: str, title: str,
+               params: Mapping[str, Any]) -> tuple[str, bool]:
+    """The study's parent run: from the study folder's state file, else by tags, else a new one."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    from tdrl.train.tracking import experiment_id
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = experiment_id(uri, experiment)  # created once, here in the driver
+    state = read_state(study_dir) or {}
+    run_id = state.get("parent_run_id")
+    if run_id:
+        try:
+            client.get_run(run_id)
+        except Exception:  # the state file points at another tracking store
+            run_id = None
+    run_id = run_id or T.find_parent_run(uri, experiment, study_run)
+    if run_id:
+        client.update_run(run_id, status="RUNNING")
+        return run_id, True
+    run = client.create_run(exp_id, run_name=study_run, tags={
+        T.STUDY_TAG: study_name, T.STUDY_RUN_TAG: study_run, T.ROLE_TAG: "study", T.TABLE_TAG: title})
+    items = [Param(k, "None" if v is None else str(v)[:6000]) for k, v in sorted(params.items())]
+    for i in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[i:i + 100])
+    return run.info.run_id, False
+
+
+def close_stopped_children(uri: str, experiment: str, parent_run_id: str) -> int:
+    """Children left RUNNING (trials stopped early by ASHA, or killed): mark them KILLED."""
+    from mlflow.tracking import MlflowClient
+
+    runs = T.child_runs(uri, experiment, parent_run_id)
+    if runs.empty:
+        return 0
+    client = MlflowClient(tracking_uri=uri)
+    left = runs[runs["status"] == "RUNNING"]
+    for run_id in left["run_id"]:
+        client.set_tag(run_id, "tdrl.stopped_early", "true")
+        client.set_terminated(run_id, status="KILLED")
+    return len(left)
+
+
+# --- running ------------------------------------------------------------------------------------------
+
+def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: dict[str, Any],
+             common: Mapping[str, Any], tune_config_kwargs: Mapping[str, Any],
+             parent_params: Mapping[str, Any], after: Callable[..., Any] | None = None) -> StudyResult:
+    """The shared driver of grids and searches: Ray, MLflow parent, Tuner (new or restored), fit."""
+    import ray
+    from ray import tune
+
+    from tdrl.train.presets import get_preset, prepare_data
+
+    t0 = time.time()
+    experiment = f"{opts.experiment_prefix}-{study_name}"
+    study_run = opts.name or f"{study_name}-{opts.preset}"
+    storage = opts.storage or default_storage()
+    if not is_uri(storage):
+        storage = str(Path(storage).resolve())
+    uri = opts.mlflow_uri or T.default_tracking_uri()
+    base = base_experiment(opts, study_run, storage, uri, experiment, common)
+    study_dir = _join(storage, study_run)
+    prepare_data(get_preset(opts.preset), base)
+
+    started = connect_ray()
+    resources = trial_resources()
+    need = base.train.workers * base.train.cpus_per_worker
+    max_conc = opts.max_concurrent
+    if max_conc is None and (started or not os.environ.get("RAY_ADDRESS")):
+        # A local Ray (ours or a test session's): only as many trials as the CPUs can train at once,
+        # else trial drivers hold resources while their workers wait. On a cluster: unlimited (the
+        # autoscaler adds nodes); --max-concurrent caps it.
+        per_trial = need + resources.get("CPU", 0)
+        max_conc = max(1, int(ray.cluster_resources().get("CPU", 1)) // per_trial)
+
+    parent_id, parent_resumed = parent_run(uri, experiment, study_dir, study_run, study_name, title,
+                                           {**parent_params, **{f"base.{k}": v for k, v in base.flatten().items()}})
+    write_state(study_dir, {"study": study_name, "study_run": study_run, "parent_run_id": parent_id,
+                            "mlflow_uri": uri, "experiment": experiment, "preset": opts.preset,
+                            "seeds": opts.seeds, "rows": list(opts.rows), "overrides": opts.overrides})
+    print(f"[tdrl] study {study_run}: {study_dir}; MLflow {uri} experiment {experiment} parent run {parent_id}"
+          f"{' (resumed)' if parent_resumed else ''}; trial resources {resources} + {base.train.workers} "
+          f"worker(s) x {base.train.cpus_per_worker} CPU; max concurrent {max_conc or 'unlimited'}", flush=True)
+
+    trainable = tune.with_resources(
+        tune.with_parameters(trial, study_name=study_name, base_flat=base.flatten(), parent_run_id=parent_id,
+                             study_run=study_run, workdir=str(Path.cwd().resolve())),
+        resources)
+    run_config = tune.RunConfig(name=study_run, storage_path=storage, verbose=opts.verbose,
+                                failure_config=tune.FailureConfig(max_failures=1))
+    resumed = tune.Tuner.can_restore(study_dir)
+    if resumed:
+        print(f"[tdrl] resuming study {study_run} from {study_dir} (finished trials are kept)", flush=True)
+        tuner = tune.Tuner.restore(study_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
+                           tune_config=tune.TuneConfig(max_concurrent_trials=max_conc, **tune_config_kwargs))
+    client = __import__("mlflow").MlflowClient(tracking_uri=uri)
+    status = "FAILED"
+    try:
+        grid = tuner.fit()
+        errors = len(grid.errors)
+        status = "FINISHED" if errors == 0 else "FAILED"
+    except BaseException:
+        client.set_terminated(parent_id, status="KILLED")
+        raise
+    close_stopped_children(uri, experiment, parent_id)
+    result = StudyResult(name=study_run, path=study_dir, parent_run_id=parent_id, mlflow_uri=uri,
+                         experiment=experiment, table=None, result_grid=grid, resumed=resumed or parent_resumed,
+                         errors=errors)
+    if after is not None:
+        result.table = after(result)
+    result.seconds = time.time() - t0
+    client.log_metric(parent_id, "study_wall_s", result.seconds)
+    client.set_terminated(parent_id, status=status)
+    return result
+
+
+def run_study(study: Study | str, opts: StudyOptions) -> StudyResult:
+    """Run (or resume) a fixed-grid study: every row x seeds 0..K-1, then write its table."""
+    from ray import tune
+
+    study = get_study(study) if isinstance(study, str) else study
+    rows = list(opts.rows) or [r.key for r in study.rows]
+    for r in rows:
+        study.row(r)  # unknown rows raise here, before Ray starts
+    if opts.seeds < 1:
+        raise ConfigError(f"--seeds={opts.seeds} must be >= 1")
+    for r in rows:  # every row must validate on top of the preset before anything runs
+        from tdrl.train.presets import get_preset
+
+        get_preset(opts.preset).experiment().override({**study.overrides(r), **opts.overrides})
+    space = {"row": tune.grid_search(rows), "seed": tune.grid_search(list(range(opts.seeds)))}
+
+    def after(res: StudyResult):
+        out = opts.tables_out or str(Path("runs/tables").resolve() / res.name)
+        table, _, paths = T.report(study, res.mlflow_uri, out, experiment=res.experiment,
+                                   parent_run_id=res.parent_run_id)
+        return table
+
+    return run_tune(study_name=study.name, title=study.title, opts=opts, param_space=space, common={},
+                    tune_config_kwargs={}, after=after,
+                    parent_params={"study.rows": ",".join(rows), "study.seeds": opts.seeds,
+                                   "study.preset": opts.preset})
