@@ -1,0 +1,103 @@
+"""Training on Ray Train with the shared session Ray: DDP learning, MLflow bookkeeping, failure
+recovery, resume by name, and ``tdrl eval`` (single/multi-view, ensemble) on the checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from train_helpers import epoch_dirs, metric_steps, runs_of
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+@pytest.fixture
+def finished_run(tiny_experiment):
+    """A 2-worker, 3-epoch tiny run (shared by the tests that only read its outputs)."""
+    from mlflow.tracking import MlflowClient
+
+    from tdrl.train.trainer import fit
+
+    exp = tiny_experiment(train__workers=2, train__batch_size=4, train__epochs=3, train__keep_best=1)
+    client = MlflowClient(exp.train.mlflow_uri)
+    exp_id = client.create_experiment("tests")
+    parent = client.create_run(exp_id, run_name="study-parent").info.run_id
+    return fit(exp, parent_run_id=parent, tags={"study": "unit"}), parent
+
+
+def test_two_workers_train_track_and_evaluate(finished_run, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from tdrl.cli import main
+    from tdrl.train.loop import METRICS
+
+    result, parent = finished_run
+    uri, run_id = result.mlflow_uri, result.mlflow_run_id
+    assert result.metrics["epoch"] == 2 and set(METRICS) <= set(result.metrics)
+    # MLflow: the parent run plus exactly one training run, nested, tagged, one point per epoch.
+    runs = runs_of(uri, "tests")
+    assert len(runs) == 2
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["study"] == "unit"
+    assert run.data.params["model.td_ratio"] == "0.5" and run.data.params["train.workers"] == "2"
+    assert run.info.status == "FINISHED"
+    for key in ("train_loss", "train_ce", "train_td", "val_top1", "val_top5", "lr", "clips_per_s", "skipped"):
+        assert metric_steps(uri, run_id, key) == [0, 1, 2], key
+    assert run.data.tags["tdrl.best_checkpoint"] == result.best_checkpoint
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
+    assert {"config.json", "final_metrics.json"} <= artifacts
+    # Checkpoints: best 1 by val_top1 plus the latest are kept.
+    kept = epoch_dirs(result.path)
+    assert "epoch_0002" in kept and 1 <= len(kept) <= 2
+    assert Path(result.best_checkpoint).name in kept
+
+    # tdrl eval: single view, multi-view (2 clips x 3 crops), and an ensemble of two checkpoints.
+    capsys.readouterr()
+    assert main(["eval", result.latest_checkpoint, "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)["members"][0]
+    assert single["views"] == 1 and single["videos"] == 32
+    assert single["top1"] == pytest.approx(result.metrics["val_top1"], abs=1e-6)  # same numbers as training
+    assert main(["eval", result.latest_checkpoint, result.best_checkpoint, "--num-clips", "2", "--num-crops", "3",
+                 "--json"]) == 0
+    multi = json.loads(capsys.readouterr().out)
+    assert [m["views"] for m in multi["members"]] == [6, 6]
+    assert 0.0 <= multi["ensemble"]["top1"] <= 100.0
+
+
+def test_worker_failure_resumes_without_duplicated_epochs(tiny_experiment):
+    from tdrl.train.trainer import fit
+
+    # 96 clips / 2 workers / 4 per batch = 12 steps per epoch: step 17 is mid-way through epoch 1.
+    exp = tiny_experiment(train__workers=2, train__batch_size=4, train__epochs=3, train__fail_at_step=17,
+                          train__fail_rank=1, train__max_failures=2, train__name="crashy")
+    result = fit(exp)
+    markers = list((Path(exp.train.storage_path) / "crashy" / "_tdrl_markers").iterdir())
+    assert [m.name for m in markers] == ["failure-injected-step17-rank1"]  # the failure did happen, once
+    assert result.metrics["epoch"] == 2
+    assert len(runs_of(result.mlflow_uri, "tests")) == 1
+    for key in ("train_loss", "val_top1", "lr"):
+        assert metric_steps(result.mlflow_uri, result.mlflow_run_id, key) == [0, 1, 2], key
+
+
+def test_stopped_run_resumes_by_name_in_the_same_mlflow_run(tiny_experiment):
+    from tdrl.train.trainer import fit
+
+    first = fit(tiny_experiment(train__epochs=1, train__name="again"))
+    second = fit(tiny_experiment(train__epochs=2, train__name="again"))  # same name + storage: resume
+    assert second.mlflow_run_id == first.mlflow_run_id
+    assert len(runs_of(second.mlflow_uri, "tests")) == 1
+    assert metric_steps(second.mlflow_uri, second.mlflow_run_id, "train_loss") == [0, 1]
+    assert second.metrics["epoch"] == 1
+    assert "epoch_0000" in epoch_dirs(second.path) or len(epoch_dirs(second.path)) >= 1
+
+
+def test_missing_data_is_refused_before_training(tiny_experiment, tmp_path):
+    from tdrl.config import ConfigError
+    from tdrl.train.trainer import fit
+
+    with pytest.raises(ConfigError, match="cannot read the train annotations"):
+        fit(tiny_experiment(data__root=str(tmp_path / "nothing")))
+    with pytest.raises(ConfigError, match="model.num_classes=7"):
+        fit(tiny_experiment(model__num_classes=7))
