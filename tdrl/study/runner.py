@@ -287,7 +287,8 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     uri = opts.mlflow_uri or T.default_tracking_uri()
     base = base_experiment(opts, study_run, storage, uri, experiment, common)
     study_dir = _join(storage, study_run)
-    prepare_data(get_preset(opts.preset), base)
+    if not opts.data and "data.root" not in opts.overrides:
+        prepare_data(get_preset(opts.preset), base)  # the preset's synthetic set, generated once, here
 
     started = connect_ray()
     resources = trial_resources()

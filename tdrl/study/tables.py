@@ -140,6 +140,19 @@ def to_markdown(study: Study, table: pd.DataFrame, *, caption: str = "") -> str:
     return "\n".join(lines + [""] + notes) + "\n"
 
 
+def frame_markdown(df: pd.DataFrame, digits: int = 4) -> str:
+    """A plain Markdown table of a DataFrame (no ``tabulate`` needed)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "–" if math.isnan(v) else f"{v:.{digits}g}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
 def chart_frame(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """The chart's input: ``row``, ``measured_mean``, ``measured_std``, ``paper``."""
     return pd.DataFrame({"row": table["row"], "measured_mean": table[f"{metric}_mean"],

@@ -65,3 +65,10 @@ def test_write_outputs(tmp_path):
     back = pd.read_csv(paths["csv"])
     assert list(back["row"]) == [r.label for r in s.rows]
     assert "PEM A. TM" in paths["markdown"].read_text()
+
+
+def test_frame_markdown():
+    from tdrl.study.tables import frame_markdown
+
+    md = frame_markdown(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x", "y"]}))
+    assert md.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x |", "| – | y |"]

@@ -1,0 +1,124 @@
+"""An Optuna (TPE) search over TDRL's own hyper-parameters on Ray Tune, with optional ASHA stopping.
+
+Searched, on the full TDRL network (TIM + PEM + TD loss): ``model.td_lambda`` (log scale),
+``model.td_ratio``, ``model.enhance_position`` (PEM before/after TM), ``model.td_position`` (TD loss
+before/after TM) and ``model.mem_init``. The space's keys are flat configuration keys, so a trial's
+config is layered over the preset exactly like a table row. Optuna's state is part of the Tune
+experiment, so ``Tuner.restore`` (running the command again) continues the same search.
+ASHA (``--asha``) stops weak trials early on the reported ``epoch`` (Optuna's pruners do not apply
+under Tune); their MLflow runs are marked KILLED with ``tdrl.stopped_early=true``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tdrl.config.base import ConfigError
+from tdrl.study import tables as T
+from tdrl.study.definitions import PEM, TD, TIM_BASELINE
+from tdrl.study.runner import METRIC, StudyOptions, StudyResult, run_tune
+
+NAME = "search"
+TITLE = "Optuna TPE search: TD lambda, TD channel ratio, PEM and TD-loss positions, memory init"
+COMMON: dict[str, Any] = {**TIM_BASELINE, **PEM, **TD}  # the full TDRL network
+
+
+def search_space() -> dict[str, Any]:
+    """The Tune search space (OptunaSearch converts it); keys are flat configuration keys."""
+    from ray import tune
+
+    return {
+        "model.td_lambda": tune.loguniform(1e-5, 1e-3),
+        "model.td_ratio": tune.quniform(0.125, 1.0, 0.125),
+        "model.enhance_position": tune.choice(["before", "after"]),
+        "model.td_position": tune.choice(["before", "after"]),
+        "model.mem_init": tune.choice(["last", "first", "zeros"]),
+    }
+
+
+def results_frame(result: StudyResult) -> pd.DataFrame:
+    """One line per trial: searched values, last ``val_top1``/``val_top5``, epochs run; best first."""
+    lines = []
+    for r in result.result_grid:
+        m = r.metrics or {}
+        line = {"trial": (m.get("trial_id") or Path(str(r.path)).name)}
+        line.update({k: v for k, v in (r.config or {}).items() if "." in k})
+        line.update({"seed": (r.config or {}).get("seed"), "val_top1": m.get(METRIC), "val_top5": m.get("val_top5"),
+                     "epochs": (m.get("epoch", -1) + 1) if m else 0, "error": r.error is not None})
+        lines.append(line)
+    df = pd.DataFrame(lines)
+    return df.sort_values("val_top1", ascending=False, na_position="last").reset_index(drop=True) if len(df) else df
+
+
+def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, grace_period: int = 1,
+               search_seed: int = 0) -> StudyResult:
+    """Run (or resume) the search: ``samples`` trials, each trained with seed ``opts.seeds - 1``."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tdrl.train.presets import get_preset
+
+    if samples < 1:
+        raise ConfigError(f"--samples={samples} must be >= 1")
+    base = get_preset(opts.preset).experiment().override({**COMMON, **opts.overrides})
+    epochs = base.train.epochs
+    kwargs: dict[str, Any] = {"metric": METRIC, "mode": "max", "num_samples": samples,
+                              "search_alg": OptunaSearch(seed=search_seed)}
+    if asha:
+        kwargs["scheduler"] = ASHAScheduler(time_attr="epoch", max_t=max(epochs - 1, 1),
+                                            grace_period=min(grace_period, max(epochs - 1, 1)), reduction_factor=2)
+    space = {**search_space(), "seed": 0}
+
+    def after(res: StudyResult) -> pd.DataFrame:
+        import mlflow
+
+        df = results_frame(res)
+        out = Path(opts.tables_out or Path("runs/tables").resolve() / res.name)
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "search.csv", index=False)
+        md = out / "search.md"
+        md.write_text(f"**{TITLE}** — {res.name}\n\n" + T.frame_markdown(df) + "\n")
+        print(md.read_text())
+        client = mlflow.MlflowClient(tracking_uri=res.mlflow_uri)
+        for p in (out / "search.csv", md):
+            client.log_artifact(res.parent_run_id, str(p), artifact_path="tables")
+        if len(df) and pd.notna(df.loc[0, "val_top1"]):
+            client.log_metric(res.parent_run_id, "best_val_top1", float(df.loc[0, "val_top1"]))
+            for k, v in df.iloc[0].items():
+                if isinstance(k, str) and k.startswith("model."):
+                    client.set_tag(res.parent_run_id, f"best.{k}", str(v))
+        return df
+
+    return run_tune(study_name=NAME, title=TITLE, opts=opts, param_space=space, common=COMMON,
+                    tune_config_kwargs=kwargs, after=after,
+                    parent_params={"search.samples": samples, "search.asha": asha, "search.seed": search_seed,
+                                   "study.preset": opts.preset})
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    from tdrl.study.cli import common_parser, parse_set
+
+    p = common_parser(TITLE)
+    p.add_argument("--samples", type=int, default=16, help="number of trials")
+    p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on the epoch)")
+    p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
+    p.add_argument("--search-seed", type=int, default=0, help="Optuna sampler seed")
+    args = p.parse_args(argv)
+    try:
+        opts = StudyOptions(preset=args.preset, data=args.data, seeds=1, name=args.name or f"search-{args.preset}",
+                            storage=args.storage, mlflow_uri=args.mlflow_uri, overrides=parse_set(args.set),
+                            max_concurrent=args.max_concurrent, tables_out=args.tables_out)
+        result = run_search(opts, samples=args.samples, asha=args.asha, grace_period=args.grace_period,
+                            search_seed=args.search_seed)
+    except ConfigError as exc:
+        p.exit(2, f"{p.prog}: error: {exc}\n")
+    print(f"[tdrl] search {result.name} done in {result.seconds:.0f}s ({result.errors} failed trial(s)); "
+          f"MLflow {result.mlflow_uri} experiment {result.experiment} parent run {result.parent_run_id}",
+          file=sys.stdout)
+    return 0 if result.errors == 0 else 1
