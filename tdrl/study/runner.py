@@ -127,7 +127,8 @@ def connect_ray(num_cpus: int | None = None) -> bool:
         ray.init()
         return False
     cpus = num_cpus or os.cpu_count() or 1
-    ray.init(num_cpus=cpus, resources={DRIVER_RESOURCE: max(4, 2 * cpus)}, include_dashboard=True,
+    # address="local": a new instance even if another Ray on this machine left its address behind.
+    ray.init(address="local", num_cpus=cpus, resources={DRIVER_RESOURCE: max(4, 2 * cpus)}, include_dashboard=True,
              dashboard_host="127.0.0.1")
     return True
 

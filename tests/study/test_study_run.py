@@ -1,0 +1,82 @@
+"""A reduced Table 5 study end to end on the shared 2-CPU session Ray (CI), and the full smoke study (slow)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from study_helpers import TINY, child_runs
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def test_table5_reduced_study_end_to_end(study_data, tmp_path, capsys):
+    """2 rows x 2 seeds, 1 epoch: one FINISHED MLflow child run per row and seed, and a table with
+    the paper's column; `tdrl tables` reads the same runs back."""
+    from mlflow.tracking import MlflowClient
+
+    from tdrl.cli import main as tdrl_main
+    from tdrl.study.runner import StudyOptions, run_study
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    opts = StudyOptions(preset="smoke", data=study_data, seeds=2, name="t5-ci", storage=str(tmp_path / "runs"),
+                        mlflow_uri=uri, rows=("ratio0", "ratio50"), overrides=dict(TINY),
+                        tables_out=str(tmp_path / "tables"), verbose=0)
+    t0 = time.time()
+    res = run_study("table5", opts)
+    print(f"reduced study: {time.time() - t0:.0f}s")
+    assert res.errors == 0
+    runs = child_runs(uri, "tdrl-table5")
+    keys = sorted((r.data.tags["tdrl.row"], r.data.tags["tdrl.seed"]) for r in runs)
+    assert keys == [("ratio0", "0"), ("ratio0", "1"), ("ratio50", "0"), ("ratio50", "1")]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {res.parent_run_id}
+    assert {r.data.tags["tdrl.table"] for r in runs} == {"Table 5: TDLoss Ratio (%)"}
+    assert {r.data.params["model.td_ratio"] for r in runs} == {"0.0", "0.5"}
+    assert all(r.data.params["model.enhance"] == "none" for r in runs)
+    # The table: paper numbers beside the measured ones, which are the runs' own last-epoch values.
+    t = res.table.set_index("key")
+    assert t.loc["ratio0", "paper_top1"] == 46.1 and t.loc["ratio50", "paper_top1"] == 48.4
+    assert t.loc["ratio0", "n"] == 2 and t.loc["ratio50", "n"] == 2 and t.loc["ratio25", "n"] == 0
+    measured = [r.data.metrics["val_top1"] for r in runs if r.data.tags["tdrl.row"] == "ratio50"]
+    assert t.loc["ratio50", "top1_mean"] == pytest.approx(sum(measured) / 2)
+    md = (tmp_path / "tables" / "table5.md").read_text()
+    assert "| Method | Top-1 paper | Top-1 measured |" in md and "| +50% TDLoss | 48.4 |" in md
+    arts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(res.parent_run_id, "tables")}
+    assert arts == {"tables/table5.md", "tables/table5.csv", "tables/table5.png"}
+    parent = MlflowClient(tracking_uri=uri).get_run(res.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["tdrl.role"] == "study"
+
+    # Running the same study again restores it: nothing re-runs, no new MLflow runs.
+    res2 = run_study("table5", opts)
+    assert res2.resumed and res2.parent_run_id == res.parent_run_id
+    assert len(child_runs(uri, "tdrl-table5")) == 4
+
+    capsys.readouterr()
+    assert tdrl_main(["tables", "table5", "--mlflow-uri", uri, "--out", str(tmp_path / "t2"), "--no-log"]) == 0
+    out = capsys.readouterr().out
+    assert "Table 5: TDLoss Ratio" in out and "| baseline | 46.1 |" in out
+
+
+@pytest.mark.slow
+def test_table5_full_smoke_study(tmp_path):
+    """The full smoke Table 5 (5 rows, the smoke preset as is) on 2 CPUs."""
+    from tdrl.data.synthetic import generate_synthetic
+    from tdrl.study.runner import StudyOptions, run_study
+    from tdrl.train.presets import get_preset
+
+    data = tmp_path / "synth-smoke"
+    generate_synthetic(data, **get_preset("smoke").synthetic)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    t0 = time.time()
+    res = run_study("table5", StudyOptions(preset="smoke", data=str(data), name="t5-smoke",
+                                           storage=str(tmp_path / "runs"), mlflow_uri=uri,
+                                           tables_out=str(tmp_path / "tables"), verbose=0))
+    print(f"full smoke Table 5: {time.time() - t0:.0f}s")
+    assert res.errors == 0
+    runs = child_runs(uri, "tdrl-table5")
+    assert sorted(r.data.tags["tdrl.row"] for r in runs) == sorted(["ratio0", "ratio25", "ratio50", "ratio75",
+                                                                      "ratio100"])
+    assert res.table["n"].tolist() == [1] * 5
+    assert res.table["paper_top1"].tolist() == [46.1, 47.7, 48.4, 47.8, 47.3]
