@@ -153,6 +153,11 @@ class FrameFolder:
     def __len__(self) -> int:
         return len(self._files)
 
+    @property
+    def files(self) -> list[Path]:
+        """The frame files in frame order."""
+        return list(self._files)
+
     def get(self, indices: Sequence[int]) -> np.ndarray:
         from PIL import Image
 
