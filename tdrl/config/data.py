@@ -56,6 +56,10 @@ class DataConfig:
     max_error_fraction: float = field(default=0.01, metadata={
         "help": "with on_error=skip, abort once an epoch's failures exceed this fraction of the dataset"})
     workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
+    decode_on: Literal["loader", "device"] = field(default="loader", metadata={
+        "help": "where frames are decoded and augmented: loader (CPU workers give float clips) or device "
+                "(workers give JPEG bytes + crop/flip parameters; tdrl.data.gpu_decode.decode_and_augment "
+                "decodes them on the training device; needs JPEG frame folders, see tdrl data prepare)"})
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -83,6 +87,7 @@ class DataConfig:
         check_choice(f"{s}.on_error", self.on_error, ("raise", "skip"))
         check_range(f"{s}.max_error_fraction", self.max_error_fraction, 0.0, 1.0)
         check_int(f"{s}.workers", self.workers, 0)
+        check_choice(f"{s}.decode_on", self.decode_on, ("loader", "device"))
         if not self.video_ext.startswith("."):
             raise ConfigError(f"{s}.video_ext={self.video_ext!r} must start with a dot, e.g. .webm")
 

@@ -180,17 +180,22 @@ def build_dataset(cfg: DataConfig, split: str, frames: int, *, train: bool, seed
         clips = 1
     else:
         transform, clips = build_transform(cfg, train=False), cfg.num_clips
-    return VideoDataset(ann, frames, train=train, sampling=cfg.sampling_mode, window=cfg.window,
-                        transform=transform, num_clips=clips, decoder=cfg.decoder, on_error=cfg.on_error,
-                        max_error_fraction=cfg.max_error_fraction, seed=seed)
+    cls = VideoDataset
+    if cfg.decode_on == "device":  # JPEG bytes + parameters; decoded by gpu_decode.decode_and_augment
+        from tdrl.data.gpu_decode import FrameBytesDataset as cls  # noqa: N813
+    return cls(ann, frames, train=train, sampling=cfg.sampling_mode, window=cfg.window,
+               transform=transform, num_clips=clips, decoder=cfg.decoder, on_error=cfg.on_error,
+               max_error_fraction=cfg.max_error_fraction, seed=seed)
 
 
 def build_loader(dataset: VideoDataset, batch_size: int, *, shuffle: bool, workers: int = 2,
                  drop_last: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader with persistent workers (decoders and the shared counter survive epochs)."""
+    """A DataLoader with persistent workers (decoders and the shared counter survive epochs); datasets
+    with a ``collate_fn`` (decode_on=device: JPEG bytes) bring their own."""
     g = torch.Generator()
     g.manual_seed(seed)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                                        drop_last=drop_last, generator=g, pin_memory=False,
+                                       collate_fn=getattr(dataset, "collate_fn", None),
                                        persistent_workers=workers > 0)
 

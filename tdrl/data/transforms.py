@@ -84,18 +84,23 @@ def eval_boxes(h: int, w: int, *, short_side: int, input_size: int, num_crops: i
 def crop_resize(clip: torch.Tensor, box: Box, size: int) -> torch.Tensor:
     """``(T, H, W, C)`` uint8 -> crop ``box`` -> ``(T, C, size, size)`` float32 in [0, 255]."""
     crop = clip[:, box.y:box.y + box.h, box.x:box.x + box.w, :]  # a view: nothing copied yet
-    x = crop.permute(0, 3, 1, 2).float()  # (T, C, h, w): the one copy, of the crop only
-    if (box.h, box.w) != (size, size):
+    return resize_square(crop.permute(0, 3, 1, 2).float(), size)  # (T, C, h, w): one copy, of the crop only
+
+
+def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``(T, C, h, w)`` float -> ``(T, C, size, size)``: the one resize of both the loader and the device path."""
+    h, w = x.shape[-2:]
+    if (h, w) != (size, size):
         # Antialias when shrinking so small synthetic objects / thin edges do not alias away.
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=box.h > size or box.w > size)
+                          antialias=h > size or w > size)
     return x
 
 
 def normalize_(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """In place on ``(..., C, H, W)`` float in [0, 255]: ``(x/255 - mean)/std`` with the /255 folded in."""
-    m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1) * 255.0
-    sd = torch.tensor(std, dtype=x.dtype).view(3, 1, 1) * 255.0
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1) * 255.0
+    sd = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1) * 255.0
     return x.sub_(m).div_(sd)
 
 
@@ -116,13 +121,19 @@ class TrainPreset:
     max_distort: int = 1
     flip: bool = False
 
+    def draw(self, h: int, w: int, rng: np.random.Generator) -> tuple[Box, bool]:
+        """The random parameters of one clip of ``h x w`` frames: crop box, flip (the order of draws
+        is part of the semantics: the device-side path in gpu_decode.py draws the same way)."""
+        box = multiscale_box(h, w, short_side=self.short_side, input_size=self.input_size,
+                             scales=self.scales, max_distort=self.max_distort, rng=rng)
+        return box, bool(self.flip and rng.random() < 0.5)
+
     def __call__(self, frames: np.ndarray | torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         clip = _as_tensor(frames)  # (T, H, W, C) uint8
         _, h, w, _ = clip.shape
-        box = multiscale_box(h, w, short_side=self.short_side, input_size=self.input_size,
-                             scales=self.scales, max_distort=self.max_distort, rng=rng)
+        box, flip = self.draw(h, w, rng)
         x = crop_resize(clip, box, self.input_size)  # (T, C, S, S)
-        if self.flip and rng.random() < 0.5:
+        if flip:
             x = x.flip(-1)
         return normalize_(x).contiguous()
 
@@ -136,9 +147,11 @@ class EvalPreset:
     short_side: int = 256
     num_crops: int = 1
 
+    def boxes(self, h: int, w: int) -> list[Box]:
+        return eval_boxes(h, w, short_side=self.short_side, input_size=self.input_size, num_crops=self.num_crops)
+
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         clip = _as_tensor(frames)  # (T, H, W, C) uint8
         _, h, w, _ = clip.shape
-        boxes = eval_boxes(h, w, short_side=self.short_side, input_size=self.input_size,
-                           num_crops=self.num_crops)
+        boxes = self.boxes(h, w)
         return torch.stack([normalize_(crop_resize(clip, b, self.input_size)) for b in boxes])
