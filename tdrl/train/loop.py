@@ -58,8 +58,15 @@ def _maybe_fail(step: int, rank: int, fail_at_step: int | None, fail_rank: int, 
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(f"{time.time()}\n")
-    print(f"[tdrl] failure injection: rank {rank} exits at step {step}", flush=True)
+    _say(f"[tdrl] failure injection: rank {rank} exits at step {step}")
     os._exit(1)  # no cleanup, like a killed process
+
+
+def _say(message: str) -> None:
+    """One progress line on the worker's stdout (Ray forwards it to the driver). Ray Train V2 patches
+    ``print`` to tee into its own log, which shows every line twice when stdout is wrapped."""
+    sys.__stdout__.write(message + "\n")
+    sys.__stdout__.flush()
 
 
 def _fmt_time(seconds: float) -> str:
@@ -130,8 +137,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
             scheduler.load_state_dict(resumed_state["scheduler"])
         start_epoch = resumed_state["epoch"] + 1
         if rank == 0:
-            print(f"[tdrl] {name}: resumed from {checkpoint.path} (epoch {start_epoch} of {tcfg.epochs} next)",
-                  flush=True)
+            _say(f"[tdrl] {name}: resumed from {checkpoint.path} (epoch {start_epoch + 1} of {tcfg.epochs} next)")
 
     # --- tracking (rank 0) ---------------------------------------------------------------
     run_id = run.get("mlflow_run_id") or (resumed_state or {}).get("mlflow_run_id") or None
@@ -209,11 +215,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
             logger.log(epoch, metrics)
         if rank == 0 and progress != "none":
             eta = (sum(epoch_times) / len(epoch_times)) * (tcfg.epochs - epoch - 1)
-            print(f"[tdrl] {name} epoch {epoch + 1}/{tcfg.epochs}  loss {metrics['train_loss']:.4f} "
+            _say(f"[tdrl] {name} epoch {epoch + 1}/{tcfg.epochs}  loss {metrics['train_loss']:.4f} "
                   f"(ce {metrics['train_ce']:.4f} td {metrics['train_td']:.3f})  train top-1 "
                   f"{metrics['train_top1']:.1f}%  val top-1 {metrics['val_top1']:.1f}% top-5 "
                   f"{metrics['val_top5']:.1f}%  lr {lr:.2e}  {metrics['clips_per_s']:.1f} clips/s  "
-                  f"skipped {int(skipped_all)}  {epoch_time:.0f}s  ETA {_fmt_time(eta)}", flush=True)
+                  f"skipped {int(skipped_all)}  {epoch_time:.0f}s  ETA {_fmt_time(eta)}")
         if not math.isfinite(metrics["train_loss"]):
             raise FloatingPointError(f"training loss is {metrics['train_loss']} at epoch {epoch}; lower the lr "
                                      f"(train.lr_per_64) or enable train.grad_clip")
