@@ -28,6 +28,7 @@ def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shorter side before the centre crop (default: the checkpoint's data.short_side, "
                              "scaled with --input-size)")
     parser.add_argument("--decoder", default="auto", choices=("auto", "decord", "pyav"), help="video decoder")
+    parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (pixels per inch of the figure)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     title = (f"PEM: top/bottom-{k} enhanced channels - {loaded.path.parent.name}/{loaded.path.name} "
              f"(epoch {loaded.epoch + 1}, {input_size} px)")
     fig = build_pem_figure(clip.frames, results, title=title, column_labels=[f"frame {i}" for i in clip.indices])
-    out = save_figure(fig, args.out)
+    out = save_figure(fig, args.out, dpi=args.dpi)
     for r in results:
         a = r.selection.a[0]  # (T, C)
         print(f"{r.block}: {a.shape[1]} channels, a in [{a.min():.3f}, {a.max():.3f}], "

@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     title = (f"feature maps before/after TM (cos = mean cosine similarity between frames over the TD channels; "
              f"{input_size} px)")
     fig = build_tm_figure(clip.frames, results, title=title, column_labels=[f"frame {i}" for i in clip.indices])
-    out = save_figure(fig, args.out)
+    out = save_figure(fig, args.out, dpi=args.dpi)
     for r in results:
         print(f"{r.label}: {r.block} cos before TM {r.cos_before:.4f}, after TM {r.cos_after:.4f} "
               f"({r.channels} channels)")

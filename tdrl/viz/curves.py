@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # panel title -> (metric keys drawn in it, y label)
 PANELS: dict[str, tuple[tuple[str, ...], str]] = {
     "loss": (("train_loss", "train_ce", "val_loss"), "loss"),
-    "top-1": (("train_top1", "val_top1", "val_top5"), "accuracy (%)"),
+    "top-1 / top-5": (("train_top1", "val_top1", "val_top5"), "accuracy (%)"),
     "TD term": (("train_td",), "TD term (sum over blocks)"),
 }
 ARTIFACT_DIR = "figures"
@@ -63,6 +64,7 @@ def build_curves_figure(history: History, *, title: str = "") -> Figure:
             drawn += 1
         ax.set_title(panel)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         if drawn:
@@ -81,7 +83,10 @@ def save_learning_curves(run_id: str, tracking_uri: str, out: str | Path) -> Pat
     if not history:
         raise ValueError(f"MLflow run {run_id} at {tracking_uri} has no per-epoch metrics "
                          f"({', '.join(k for keys, _ in PANELS.values() for k in keys)})")
-    fig = build_curves_figure(history, title=f"run {run_id}")
+    from mlflow.tracking import MlflowClient
+
+    name = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.run_name or ""
+    fig = build_curves_figure(history, title=f"{name} (MLflow run {run_id})" if name else f"MLflow run {run_id}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, format="png")

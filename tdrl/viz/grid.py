@@ -90,9 +90,9 @@ def grid_figure(rows: Sequence[Row], *, title: str = "", column_labels: Sequence
     return fig
 
 
-def save_figure(fig: Figure, out: str | Path) -> Path:
-    """Write ``fig`` as PNG at :data:`DPI` (parents created); returns the path."""
+def save_figure(fig: Figure, out: str | Path, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG at ``dpi`` (parents created); returns the path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, format="png")
+    fig.savefig(out, dpi=dpi, format="png")
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,10 +61,14 @@ def build_study_chart(df: "pd.DataFrame", *, title: str = "", ylabel: str = "top
                         fontsize=7, xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(x, labels, rotation=20 if max(map(len, labels)) > 8 else 0, ha="right" if max(map(len, labels)) > 8 else "center")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, loc="lower right")
+    # Headroom above the tallest bar/error bar so the legend and value labels never cover bars.
+    tops = [v for v in np.concatenate([mean + std, paper]) if math.isfinite(v)]
+    if tops and max(tops) > 0:
+        ax.set_ylim(top=max(tops) * 1.25)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     ax.grid(True, axis="y", alpha=0.3)
     if title:
-        ax.set_title(title)
+        ax.set_title("\n".join(textwrap.wrap(title, width=int(fig.get_figwidth() * 9))), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -40,7 +40,7 @@ def test_history_and_figure(mlflow_run, tmp_path):
     assert [s for s, _ in history["train_td"]] == [0, 1, 2]
     assert history["val_top1"][2][1] == pytest.approx(24.8)
     fig = build_curves_figure(history)
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "top-1", "TD term"]
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "top-1 / top-5", "TD term"]
     assert [len(ax.get_lines()) for ax in fig.axes] == [3, 3, 1]
     xs, ys = fig.axes[2].get_lines()[0].get_data()
     assert list(xs) == [1, 2, 3] and list(ys) == pytest.approx([2.0, 1.9, 1.8])
