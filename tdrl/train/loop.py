@@ -184,6 +184,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
             sums[3] += float(scores.detach().argmax(1).eq(labels).sum())
             sums[4] += n
         train_time = time.perf_counter() - t0
+        if batches is not train_loader:
+            batches.close()  # the bar shows 100% and leaves the driver's console
         skipped = train_set.load_stats()["failed"]  # read before the next set_epoch resets it
         scheduler.step()
 
