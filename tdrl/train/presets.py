@@ -7,8 +7,9 @@ on first use (``prepare_data``) under ``./data/synth-<preset>``.
 - ``smoke``: ResNet-18 at width 0.25, 8 frames, 56 px crops of 64 px videos, 6 classes (3 reversed
   pairs: chance 16.7%), 2 workers x 4 clips (global batch 8, lr 0.1), 14 epochs, lr x0.1 at 10.
   Shows the whole machinery (DDP, checkpoints, MLflow) working and learning in about two minutes.
-- ``cpu``: the same family, 8 frames, 10 classes, more clips and 20 epochs: a longer CPU run that
-  clearly learns the temporal-order benchmark (TSN can only reach 50% on it).
+- ``cpu``: the same family, 8 frames, 80 px, 10 classes (800 training clips), 2 workers, 20 epochs:
+  a longer CPU run that clearly learns the temporal-order benchmark (measured: 88% val top-1,
+  best 90%, chance 10%, in 3 min 53 s on 2 cores).
 - ``paper``: spec.md's recipe: TDRL ResNet-50 (TIM + PEM + TD loss), 8 frames, 224 px,
   Something-Something V1, ImageNet weights, batch 64 in total over 8 GPU workers, SGD lr 0.01 per 64,
   50 epochs with x0.1 at 30/40/45, bf16 autocast + channels_last on GPU.
@@ -48,7 +49,7 @@ PRESETS: dict[str, Preset] = {
          "train.experiment": "tdrl-smoke"},
         {"num_classes": 6, "train_per_class": 60, "val_per_class": 10, "frames": 16, "size": 64, "seed": 0}),
     "cpu": Preset(
-        "cpu", "a longer CPU run (tens of minutes) that clearly learns the 10-class synthetic benchmark",
+        "cpu", "a longer CPU run (about 4 minutes on 2 cores) that learns the 10-class synthetic benchmark",
         {**_SMALL_NET, "model.num_classes": 10, "model.frames": 8,
          "data.root": "data/synth-cpu", "data.input_size": 80, "data.short_side": 96, "data.workers": 1,
          "train.epochs": 20, "train.batch_size": 8, "train.workers": 2, "train.lr_per_64": 0.2,
