@@ -225,4 +225,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
         if not math.isfinite(metrics["train_loss"]):
             raise FloatingPointError(f"training loss is {metrics['train_loss']} at epoch {epoch}; lower the lr "
                                      f"(train.lr_per_64) or enable train.grad_clip")
+    if logger is not None:
+        logger.close()  # epochs queued while MLflow was unreachable are sent now (or the run fails naming them)
     return metrics

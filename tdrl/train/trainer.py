@@ -18,6 +18,7 @@ the latest one, so resume always has the newest state.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -29,6 +30,7 @@ from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
 
 SCORE = "val_top1"
+MIN_FREE_MB = 100  # refuse to start with less free space where checkpoints / the MLflow store go (TDRL_MIN_FREE_MB)
 
 
 @dataclass
@@ -84,6 +86,41 @@ def preflight(exp: Experiment) -> None:
                               f"{exp.data.root} have {ann.num_classes} classes")
         if not ann.records:
             raise ConfigError(f"data.root={exp.data.root}: the {split} split is empty")
+
+
+def _check_folder(field: str, value: str, folder: Path, min_free_mb: float) -> None:
+    """``folder`` exists or can be created, takes a file, and has ``min_free_mb`` free; else ConfigError.
+
+    Free space is checked on the nearest existing folder first, so a full disk creates nothing. The
+    write is a real probe file (written, then deleted): permission bits say nothing for root."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{field}={value}: {existing} is a file, not a folder; choose another location")
+    free_mb = shutil.disk_usage(existing).free / 2**20
+    if free_mb < min_free_mb:
+        raise ConfigError(f"{field}={value}: only {free_mb:.0f} MiB free on {existing}; at least {min_free_mb:g} MiB "
+                          f"are needed for checkpoints and tracking (free some space, or set TDRL_MIN_FREE_MB)")
+    probe = folder / f".tdrl-write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"\0" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{field}={value}: cannot write to {folder} ({exc.strerror or exc}); choose a writable "
+                          f"folder") from exc
+
+
+def preflight_storage(exp: Experiment) -> None:
+    """Before Ray starts: the local storage folder and the folder of a ``sqlite:///`` MLflow store
+    are writable and not full (remote URIs are left to their clients)."""
+    min_free = float(os.environ.get("TDRL_MIN_FREE_MB", MIN_FREE_MB))
+    t = exp.train
+    if not _is_uri(t.storage_path):
+        _check_folder("train.storage_path", t.storage_path, Path(t.storage_path), min_free)
+    if t.mlflow_uri and t.mlflow_uri.startswith("sqlite:///"):
+        _check_folder("train.mlflow_uri", t.mlflow_uri, Path(t.mlflow_uri[len("sqlite:///"):]).parent, min_free)
 
 
 def ensure_ray() -> bool:
@@ -147,6 +184,7 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
 
     exp = resolve(exp, workdir)
     preflight(exp)
+    preflight_storage(exp)
     started_here = ensure_ray()
     if exp.train.use_gpu is None:
         exp = exp.override({"train.use_gpu": ray.cluster_resources().get("GPU", 0) > 0})
