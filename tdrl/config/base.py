@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Iterable, Mapping, TypeVar
@@ -32,6 +33,8 @@ def check_range(field: str, value: float, low: float | None = None, high: float 
                 *, low_open: bool = False, high_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{field}={value!r} must be a number")
+    if not math.isfinite(value):  # nan passes every comparison below, inf every one-sided bound
+        raise ConfigError(f"{field}={value!r} must be a finite number")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

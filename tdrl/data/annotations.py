@@ -31,6 +31,9 @@ V1_DEFAULTS = {"labels": "something-something-v1-labels.csv",
                "val": "something-something-v1-validation.csv"}
 
 
+MAX_UNMAPPED_LABEL = 100_000  # list files without a label map: labels must stay below this
+
+
 class AnnotationError(ValueError):
     """An annotation or label file is malformed; the message names file, line and the fix."""
 
@@ -217,6 +220,12 @@ def parse_list(annotations: Path, video_dir: Path, labels: Path | None = None) -
         if label < 0 or (classes is not None and label >= len(classes)):
             bound = f"0..{len(classes) - 1} (label file {labels})" if classes is not None else ">= 0"
             raise AnnotationError(f"{where}: unknown label {label}; labels must be {bound}")
+        if classes is None and label >= MAX_UNMAPPED_LABEL:
+            # Without a label file the classes are 0..max label: a stray huge number would make
+            # millions of empty classes (or exhaust memory) instead of an error.
+            raise AnnotationError(f"{where}: label {label} is too large for a list without a label file "
+                                  f"(limit {MAX_UNMAPPED_LABEL - 1}); check the columns or give a label file "
+                                  f"(data.labels, one class per line)")
         records.append(VideoRecord(Path(video_dir) / path, label, where, num_frames))
     if classes is None:
         top = max((r.label for r in records), default=-1)

@@ -123,6 +123,23 @@ def preflight_storage(exp: Experiment) -> None:
         _check_folder("train.mlflow_uri", t.mlflow_uri, Path(t.mlflow_uri[len("sqlite:///"):]).parent, min_free)
 
 
+def preflight_resume(exp: Experiment) -> None:
+    """A run resumed by name (local storage) must fit its newest checkpoint: a checkpoint of another
+    architecture or number of classes, or an unreadable one, is refused here, before Ray starts,
+    instead of failing every restarted worker group."""
+    from tdrl.train.checkpoint import FILENAME, CheckpointError, load_checkpoint
+
+    if _is_uri(exp.train.storage_path):
+        return
+    files = sorted((Path(exp.train.storage_path) / exp.train.name).glob(f"epoch_*/{FILENAME}"))
+    if files:
+        try:
+            load_checkpoint(files[-1], expect=exp.flatten())
+        except CheckpointError as exc:
+            raise ConfigError(f"train.name={exp.train.name} resumes from {files[-1]}, which cannot be used: {exc}; "
+                              f"choose another train.name or train.storage_path for a new run") from exc
+
+
 def ensure_ray() -> bool:
     """Join the cluster in RAY_ADDRESS, or start a local Ray on all cores; True if started here."""
     import ray
@@ -185,6 +202,7 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
     exp = resolve(exp, workdir)
     preflight(exp)
     preflight_storage(exp)
+    preflight_resume(exp)
     started_here = ensure_ray()
     if exp.train.use_gpu is None:
         exp = exp.override({"train.use_gpu": ray.cluster_resources().get("GPU", 0) > 0})
