@@ -149,7 +149,9 @@ def ensure_ray() -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()  # an existing cluster: passing num_cpus would be refused
         return False
-    ray.init(num_cpus=os.cpu_count() or 1, dashboard_host="127.0.0.1")
+    # address="local": a new instance even if another Ray on this machine (`ray start`) left its address
+    # behind; a bare ray.init() would try to join it and refuse num_cpus. Dashboard on loopback only.
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, dashboard_host="127.0.0.1")
     return True
 
 
