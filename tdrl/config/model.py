@@ -46,6 +46,7 @@ class ModelConfig:
         s = self.SECTION
         check_choice(f"{s}.backbone", self.backbone, BACKBONES)
         check_range(f"{s}.width", self.width, 0.0, 4.0, low_open=True)
+        check_int(f"{s}.reduction", self.reduction, 1)  # before the division below
         stem = int(64 * self.width)
         if stem < 1 or (self.enhance != "none" and stem // self.reduction < 1):
             raise ConfigError(f"{s}.width={self.width} leaves {stem} stem channels, fewer than "
@@ -57,7 +58,6 @@ class ModelConfig:
         check_choice(f"{s}.enhance", self.enhance, ("pem", "mem", "none"))
         check_choice(f"{s}.enhance_position", self.enhance_position, ("before", "after"))
         check_choice(f"{s}.mem_init", self.mem_init, ("last", "first", "zeros"))
-        check_int(f"{s}.reduction", self.reduction, 1)
         check_range(f"{s}.td_ratio", self.td_ratio, 0.0, 1.0)
         check_choice(f"{s}.td_position", self.td_position, ("before", "after"))
         if not isinstance(self.td_blocks, tuple):

@@ -113,6 +113,7 @@ value = st.one_of(edge, st.none(), st.booleans(), st.integers(-10**6, 10**6), st
 @example(changes=[(("model", "width"), float("nan"))])  # was: ValueError from int(nan) instead of ConfigError
 @example(changes=[(("model", "td_lambda"), "nan")])  # was: accepted, training with a NaN loss weight
 @example(changes=[(("train", "lr_per_64"), "1e400")])  # was: accepted as inf
+@example(changes=[(("model", "reduction"), 0)])  # was: ZeroDivisionError instead of ConfigError
 def test_config_values_are_valid_or_refused_naming_the_field(changes):
     flat = {f"{sec}.{name}": v for (sec, name), v in changes}
     try:
