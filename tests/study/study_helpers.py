@@ -13,7 +13,7 @@ TINY_SYNTH = {"num_classes": 4, "train_per_class": 16, "val_per_class": 6, "fram
 # A study row trained in seconds: TDRL-R18 at width 0.25 on 40 px crops, 4 frames, 1 worker.
 TINY = {"model.num_classes": 4, "model.frames": 4, "data.input_size": 40, "data.short_side": 48,
         "data.workers": 0, "train.epochs": 1, "train.workers": 1, "train.batch_size": 8, "train.lr_steps": "",
-        "train.lr_per_64": 0.4, "train.keep_best": 1}
+        "train.lr_per_64": 0.4, "train.warmup_epochs": 0, "train.keep_best": 1}  # own lr recipe: no smoke warm-up
 
 
 def set_args(flat: dict[str, Any]) -> list[str]:
