@@ -75,10 +75,9 @@ class TrainConfig:
         if list(self.lr_steps) != sorted(set(self.lr_steps)):
             raise ConfigError(f"{s}.lr_steps={self.lr_steps!r} must be strictly increasing")
         check_range(f"{s}.lr_gamma", self.lr_gamma, 0.0, 1.0, low_open=True)
+        # A warm-up as long as the run is allowed (the lr then never reaches its base): shortening a
+        # preset with --epochs must not require restating its warm-up.
         check_int(f"{s}.warmup_epochs", self.warmup_epochs, 0)
-        if self.warmup_epochs >= self.epochs:
-            raise ConfigError(f"{s}.warmup_epochs={self.warmup_epochs} must be smaller than "
-                              f"{s}.epochs={self.epochs}")
         check_range(f"{s}.momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range(f"{s}.weight_decay", self.weight_decay, 0.0)
         if self.grad_clip is not None:
