@@ -50,17 +50,19 @@ def autocast_for(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-            precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def predict(model: torch.nn.Module, batches: Iterable[tuple[Any, torch.Tensor]], device: torch.device,
+            precision: str = "fp32", *, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Video-level scores ``(N, K)`` float32, labels ``(N,)`` and the mean CE loss over all videos.
 
     Batches are ``(N, T, C, H, W)`` (single view) or ``(N, V, T, C, H, W)`` (multi-view, scores
-    averaged over V).
+    averaged over V), or JPEG batches of ``data.decode_on=device`` that are decoded on ``device``.
     """
+    from tdrl.data.gpu_decode import batch_to_device
+
     model.eval()
     all_scores, all_labels = [], []
-    for clips, labels in batches:
-        clips = clips.to(device, non_blocking=True)
+    for batch in batches:
+        clips, labels = batch_to_device(batch, device, channels_last=channels_last)
         n = clips.shape[0]
         views = clips.shape[1] if clips.dim() == 6 else 1
         if views > 1 or clips.dim() == 6:
@@ -131,7 +133,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_overrides: dict[str, Any] |
         model.to(memory_format=torch.channels_last)
     dataset = build_dataset(exp.data, "val", exp.model.frames, train=False, seed=exp.train.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=exp.data.workers)
+                                         num_workers=exp.data.workers,
+                                         collate_fn=getattr(dataset, "collate_fn", None))
     batches: Iterable = loader
     if progress:
         from tqdm import tqdm
@@ -139,7 +142,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_overrides: dict[str, Any] |
         batches = tqdm(loader, desc=f"eval {checkpoint_file(checkpoint).parent.name}", unit="batch",
                        file=sys.stderr)
     t0 = time.time()
-    scores, labels, loss = predict(model, batches, dev, prec)
+    scores, labels, loss = predict(model, batches, dev, prec, channels_last=dev.type == "cuda")
     out = {"scores": scores, "labels": labels, "loss": float(loss), "videos": int(labels.numel()),
            "views": dataset.views, "frames": exp.model.frames, "seconds": time.time() - t0,
            **topk_accuracy(scores, labels)}

@@ -79,6 +79,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
     import ray.train.torch
 
     from tdrl.data.dataset import build_dataset
+    from tdrl.data.gpu_decode import batch_to_device
     from tdrl.model.network import build_model
     from tdrl.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
     from tdrl.train.tracking import EpochLogger
@@ -104,15 +105,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
         raise ValueError(f"the data has {train_set.num_classes} classes but model.num_classes={mcfg.num_classes}")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=tcfg.seed,
                                  drop_last=True)
+    # data.decode_on=device: the loader yields JPEG bytes (its own collate_fn) and the frames are
+    # decoded and augmented on this worker's device in batch_to_device below.
     train_loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True,
-                              num_workers=dcfg.workers, persistent_workers=dcfg.workers > 0, pin_memory=on_gpu)
+                              num_workers=dcfg.workers, persistent_workers=dcfg.workers > 0, pin_memory=on_gpu,
+                              collate_fn=getattr(train_set, "collate_fn", None))
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_set)} training clips over {world} workers give no full batch of "
                          f"train.batch_size={tcfg.batch_size}; lower the batch size or the worker count")
     val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)),
                             batch_size=tcfg.eval_batch_size or tcfg.batch_size, shuffle=False,
-                            num_workers=dcfg.workers, persistent_workers=dcfg.workers > 0, pin_memory=on_gpu)
+                            num_workers=dcfg.workers, persistent_workers=dcfg.workers > 0, pin_memory=on_gpu,
+                            collate_fn=getattr(val_set, "collate_fn", None))
 
     # --- model, optimiser, schedule ------------------------------------------------------
     model = build_model(mcfg)
@@ -163,11 +168,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
 
             batches = tqdm(train_loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", total=steps_per_epoch)
         t0 = time.perf_counter()
-        for clips, labels in batches:
+        for batch in batches:
             step += 1
             _maybe_fail(step, rank, tcfg.fail_at_step, tcfg.fail_rank, run.get("marker_dir", ""))
-            clips = clips.to(device, non_blocking=True)  # (N, T, C, H, W)
-            labels = labels.to(device, non_blocking=True)  # (N,)
+            # clips (N, T, C, H, W), channels_last on the folded frames when asked; labels (N,)
+            clips, labels = batch_to_device(batch, device, channels_last=channels_last)
             with autocast_for(device, precision):
                 scores, td = model(clips)  # (N, K), ()
             ce = F.cross_entropy(scores.float(), labels)
@@ -190,7 +195,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
         scheduler.step()
 
         # --- validate: single clip, centre crop, exact over shards -----------------------
-        scores, labels, val_loss = predict(model, val_loader, device, precision)
+        scores, labels, val_loss = predict(model, val_loader, device, precision, channels_last=channels_last)
         hits = topk_correct(scores, labels, (1, 5)) if labels.numel() else {1: 0, 5: 0}
         totals = _all_sum(sums + [float(skipped), train_time, float(hits[1]), float(hits[5]),
                                   float(val_loss) * labels.numel(), float(labels.numel())], device)

@@ -112,11 +112,18 @@ def test_errors(frames_cfg, tiny_synth, tmp_path) -> None:
     with pytest.raises(DecodeError, match="not a decodable JPEG") as err:
         decode_and_augment(collate_jpeg([(clip, 0)])[0], "cpu")
     assert clip.source in str(err.value)
-    # A PNG frame is refused in the loader with the file named.
-    folder = Path(dev.records[1].path)
-    first = sorted(folder.iterdir())[0]
+    # A PNG frame is refused in the loader with the file named. Damage a copy: the prepared set is
+    # shared by the module's other tests.
+    import shutil
+
     from PIL import Image
 
+    root = Path(tmp_path / "copy")
+    shutil.copytree(frames_cfg["root"], root)
+    _, dev = _pair(dict(frames_cfg, root=str(root)), "val", False)
+    folder = Path(dev.records[1].path)
+    assert folder.is_relative_to(root)
+    first = sorted(folder.iterdir())[0]
     Image.open(first).save(first, format="PNG")  # still named .jpg
     with pytest.raises(DataLoadError, match="not a JPEG"):
         dev[1]
@@ -129,3 +136,19 @@ def test_cuda_equals_cpu(frames_cfg) -> None:
     mx, mean = _compare(cpu, dev, "cuda")
     # nvjpeg's IDCT/chroma upsampling differ from libjpeg-turbo's by a few levels at edges.
     assert mean <= 1.5 and mx <= 40, (mx, mean)
+
+
+def test_predict_scores_equal_for_both_decode_modes(frames_cfg) -> None:
+    """The evaluation path (tdrl.train.evaluate.predict) gives the same scores from JPEG batches."""
+    from tdrl.config.model import ModelConfig
+    from tdrl.model.network import TDRLNet
+    from tdrl.train.evaluate import predict
+
+    torch.manual_seed(0)
+    cpu, dev = _pair(frames_cfg, "val", False)
+    model = TDRLNet(ModelConfig(backbone="resnet18", width=0.25, reduction=4, num_classes=cpu.num_classes))
+    loaders = [build_loader(ds, 4, shuffle=False, workers=0) for ds in (cpu, dev)]
+    (s_cpu, l_cpu, loss_cpu), (s_dev, l_dev, loss_dev) = (predict(model, ld, torch.device("cpu"), channels_last=True)
+                                                         for ld in loaders)
+    assert torch.equal(l_cpu, l_dev) and len(l_cpu) == len(cpu)
+    assert torch.allclose(s_cpu, s_dev, atol=1e-3) and abs(loss_cpu - loss_dev) < 1e-3
