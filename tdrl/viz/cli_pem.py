@@ -32,13 +32,9 @@ def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdrl.data.decoding import DecodeError
-    from tdrl.train.checkpoint import CheckpointError
+    from tdrl.viz.loading import exit_on_input_error
 
-    try:
-        return _run(args)
-    except (CheckpointError, DecodeError, ValueError) as exc:  # ConfigError is a ValueError too
-        raise SystemExit(f"{PROG}: error: {exc}") from None
+    return exit_on_input_error(PROG, _run, args)
 
 
 def _run(args: argparse.Namespace) -> int:
