@@ -20,9 +20,12 @@ def finished_run(tiny_experiment):
 
     from tdrl.train.trainer import fit
 
+    from tdrl.train.tracking import experiment_id
+
     exp = tiny_experiment(train__workers=2, train__batch_size=4, train__epochs=3, train__keep_best=1)
     client = MlflowClient(exp.train.mlflow_uri)
-    exp_id = client.create_experiment("tests")
+    # Through tdrl's helper, so the artifacts go next to the test's database, not into ./mlruns.
+    exp_id = experiment_id(exp.train.mlflow_uri, "tests")
     parent = client.create_run(exp_id, run_name="study-parent").info.run_id
     return fit(exp, parent_run_id=parent, tags={"study": "unit"}), parent
 
