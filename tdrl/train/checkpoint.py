@@ -37,8 +37,11 @@ def checkpoint_file(path: str | Path) -> Path:
 
 def save_checkpoint(directory: str | Path, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, config: Mapping[str, Any], metrics: Mapping[str, Any],
-                    mlflow_run_id: str | None) -> Path:
-    """Write ``directory/checkpoint.pt`` atomically (temp file + rename, so a crash leaves no half file)."""
+                    mlflow_run_id: str | None, history: Mapping[int, Mapping[str, Any]] | None = None) -> Path:
+    """Write ``directory/checkpoint.pt`` atomically (temp file + rename, so a crash leaves no half file).
+
+    ``history`` holds every epoch's metrics so far (a few numbers each): a restarted run re-logs from
+    it whatever its MLflow run lacks, so points queued during a tracking outage survive a crash."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
@@ -50,6 +53,8 @@ def save_checkpoint(directory: str | Path, *, epoch: int, model: torch.nn.Module
         "config": {k: v for k, v in config.items()},
         "metrics": {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()},
         "mlflow_run_id": mlflow_run_id or "",
+        "history": {int(e): {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
+                    for e, m in (history or {}).items()},
     }
     target = directory / FILENAME
     tmp = directory / (FILENAME + ".tmp")

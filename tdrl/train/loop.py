@@ -147,9 +147,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
     # --- tracking (rank 0) ---------------------------------------------------------------
     run_id = run.get("mlflow_run_id") or (resumed_state or {}).get("mlflow_run_id") or None
     logger = EpochLogger(run["mlflow_uri"], run_id) if rank == 0 and run_id and run.get("mlflow_uri") else None
-    if logger is not None and resumed_state is not None and resumed_state["epoch"] not in logger.logged:
-        # The crash came between the checkpoint's report and its MLflow log: log it from the checkpoint.
-        logger.log(resumed_state["epoch"], resumed_state["metrics"])
+    # Every epoch's metrics so far; older checkpoints without a history hold at least their own epoch.
+    history: dict[int, dict[str, float]] = {}
+    if resumed_state is not None:
+        history = dict(resumed_state.get("history") or {resumed_state["epoch"]: resumed_state["metrics"]})
+    if logger is not None:
+        # Epochs the checkpoint knows but the MLflow run lacks: queued in memory during a tracking
+        # outage when the worker died, or reported just before the crash and never logged.
+        logger.backfill(history)
 
     progress = run.get("progress", "lines")
     step = start_epoch * steps_per_epoch
@@ -213,9 +218,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
         # --- checkpoint + report (a barrier: every rank, once per epoch) -------------------
         with tempfile.TemporaryDirectory(prefix="tdrl-ckpt-") as tmp:
             ckpt = None
+            history[epoch] = metrics
             if rank == 0:
                 save_checkpoint(tmp, epoch=epoch, model=net, optimizer=optimizer, scheduler=scheduler,
-                                config=flat, metrics=metrics, mlflow_run_id=run_id)
+                                config=flat, metrics=metrics, mlflow_run_id=run_id, history=history)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"epoch_{epoch:04d}")
         if logger is not None:

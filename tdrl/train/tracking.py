@@ -182,6 +182,15 @@ class EpochLogger:
         self.flush()
         return True
 
+    def backfill(self, history: Mapping[int, Mapping[str, float]]) -> list[int]:
+        """After a restart: log every epoch of a checkpoint's ``history`` that the run lacks, oldest
+        first (epochs queued in a crashed worker's memory, or reported just before the crash).
+        Returns the epochs logged."""
+        missing = sorted(e for e in history if e not in self.logged)
+        for epoch in missing:
+            self.log(epoch, history[epoch])
+        return missing
+
     def flush(self) -> bool:
         """Send the queued epochs, oldest first; True when none is left. A transient failure keeps
         them queued (with a warning); a permanent one (bad request) raises."""

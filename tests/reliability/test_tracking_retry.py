@@ -164,3 +164,23 @@ def test_finish_run_retries_a_locked_sqlite_store(tmp_path, monkeypatch):
     monkeypatch.setattr(MlflowClient, "set_terminated", locked_twice)
     tracking.finish_run(uri, run_id, status="FINISHED", config={}, final_metrics={}, best_checkpoint=None)
     assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED" and fails == [0]
+
+
+def test_backfill_logs_only_the_epochs_the_run_lacks_in_order():
+    """A restarted worker re-logs from its checkpoint's history what died queued in the old one."""
+    client = FakeClient()
+    first = EpochLogger("http://mlflow", "run", client=client)
+    first.log(0, {"train_loss": 1.0})
+    client.down = 99  # outage: epochs 1 and 2 stay queued in this process, which then dies
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first.log(1, {"train_loss": 0.9})
+        first.log(2, {"train_loss": 0.8})
+    assert client.steps() == [0]
+    client.down = 0
+    restarted = EpochLogger("http://mlflow", "run", client=client)
+    history = {0: {"train_loss": 1.0}, 1: {"train_loss": 0.9}, 2: {"train_loss": 0.8}}
+    assert restarted.backfill(history) == [1, 2]
+    assert client.steps() == [0, 1, 2]
+    assert restarted.backfill(history) == []  # nothing twice
+    assert [v for k, s, v, _ in client.points if k == "train_loss"] == [1.0, 0.9, 0.8]

@@ -22,7 +22,8 @@ def _write(tmp_path, flat=FLAT):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 ** (e >= 3))
     sched.step()
     path = save_checkpoint(tmp_path, epoch=3, model=model, optimizer=opt, scheduler=sched, config=flat,
-                           metrics={"val_top1": 50.0, "epoch": 3}, mlflow_run_id="abc123")
+                           metrics={"val_top1": 50.0, "epoch": 3}, mlflow_run_id="abc123",
+                           history={e: {"val_top1": 10.0 * e, "epoch": e} for e in range(4)})
     return path, model, opt, sched
 
 
@@ -30,6 +31,7 @@ def test_round_trip_with_weights_only(tmp_path):
     path, model, opt, sched = _write(tmp_path)
     raw = torch.load(path, weights_only=True)  # must not need unpickling of code
     assert raw["epoch"] == 3 and raw["mlflow_run_id"] == "abc123" and raw["metrics"]["val_top1"] == 50.0
+    assert raw["history"] == {e: {"val_top1": 10.0 * e, "epoch": float(e)} for e in range(4)}
     state = load_checkpoint(tmp_path, expect=FLAT)
     fresh = build_model(Experiment.from_flat(FLAT).model)
     load_model_state(fresh, state, tmp_path)
