@@ -31,6 +31,9 @@ class TrainConfig:
     warmup_epochs: int = field(default=0, metadata={"help": "epochs of linear lr warm-up (0 = none, the paper)"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
     weight_decay: float = field(default=1e-4, metadata={"help": "SGD weight decay"})
+    decay_policy: Literal["weights", "all"] = field(default="weights", metadata={
+        "help": "which parameters weight decay applies to: weights = conv/linear weights and TIM's kernel, "
+                "not norm layers or biases (the TSM code base's policy, spec.md); all = every parameter"})
     grad_clip: float | None = field(default=None, metadata={"help": "clip the global gradient norm to this "
                                                                      "value; none = no clipping"})
     workers: int = field(default=1, metadata={"help": "Ray Train workers (one process each, DDP)"})
@@ -80,6 +83,7 @@ class TrainConfig:
         check_int(f"{s}.warmup_epochs", self.warmup_epochs, 0)
         check_range(f"{s}.momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range(f"{s}.weight_decay", self.weight_decay, 0.0)
+        check_choice(f"{s}.decay_policy", self.decay_policy, ("weights", "all"))
         if self.grad_clip is not None:
             check_range(f"{s}.grad_clip", self.grad_clip, 0.0, low_open=True)
         check_int(f"{s}.workers", self.workers, 1)

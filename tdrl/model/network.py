@@ -24,6 +24,10 @@ from tdrl.model.td_loss import td_channels
 from tdrl.model.temporal_shift import TemporalShift
 from tdrl.model.tim import TemporalInteraction
 
+# Parameters that take weight decay under the "weights" policy: the kernels of these modules.
+_DECAYED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, TemporalInteraction)
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
@@ -74,6 +78,33 @@ class TDRLNet(nn.Module):
                              enhance_before=cfg.enhance_position == "before",
                              td_channels=td_channels(cfg.td_ratio, channels) if td else 0,
                              td_before=cfg.td_position == "before")
+
+    def param_groups(self, weight_decay: float, policy: str = "weights") -> list[dict]:
+        """SGD parameter groups for ``train.decay_policy`` (spec.md, Training recipe, "Parameter groups").
+
+        ``weights`` (the TSM code base's policy, which TEINet and TDRL build on): decay on convolution
+        and linear weights, TIM's temporal kernel included; none on normalisation weights and biases
+        or on any bias. ``all``: the plain reading of "weight decay 1e-4", every parameter decayed.
+        Every parameter lands in exactly one group; a parameter of a module type not listed here
+        raises, so a new module cannot silently fall into the wrong group.
+        """
+        if policy == "all":
+            return [{"params": list(self.parameters()), "weight_decay": weight_decay, "group": "all"}]
+        if policy != "weights":
+            raise ValueError(f"train.decay_policy={policy!r}: choose 'weights' or 'all'")
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for mod_name, module in self.named_modules():
+            for p_name, p in module.named_parameters(recurse=False):
+                if isinstance(module, _NORMS) or p_name == "bias":
+                    no_decay.append(p)
+                elif isinstance(module, _DECAYED) and p_name == "weight":
+                    decay.append(p)
+                else:
+                    raise ValueError(f"parameter {mod_name}.{p_name} ({type(module).__name__}) has no weight-decay "
+                                     f"rule; add its module type to tdrl.model.network's policy")
+        return [{"params": decay, "weight_decay": weight_decay, "group": "decay"},
+                {"params": no_decay, "weight_decay": 0.0, "group": "no_decay"}]
 
     def features(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone features ``(N*T, C', h, w)`` of clips ``(N, T, 3, H, W)`` and the TD term."""

@@ -121,13 +121,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
 
     # --- model, optimiser, schedule ------------------------------------------------------
     model = build_model(mcfg)
+    # The backbone is drawn first, so it is the same for every row of a study at one seed; re-seed
+    # here so the training-time stream (dropout) does not depend on how many numbers the row's own
+    # modules (PEM, MEM) drew either. Rows paired by seed then differ only in what they change.
+    torch.manual_seed(tcfg.seed + 1)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Moves to the worker's device and wraps in DDP when world > 1 (gloo on CPU, nccl on GPU).
     model = ray.train.torch.prepare_model(model)
     net = model.module if isinstance(model, DistributedDataParallel) else model
-    optimizer = torch.optim.SGD(net.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
-                                weight_decay=tcfg.weight_decay)
+    # Weight decay per parameter group (conv/linear weights only by default; train.decay_policy).
+    optimizer = torch.optim.SGD(net.param_groups(tcfg.weight_decay, tcfg.decay_policy), lr=tcfg.lr,
+                                momentum=tcfg.momentum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: lr_factor(e, tcfg.lr_steps, tcfg.lr_gamma, tcfg.warmup_epochs))
 
