@@ -49,7 +49,7 @@ class TrainConfig:
     name: str | None = field(default=None, metadata={
         "help": "run name; the same name + storage_path resumes a stopped run (none = tdrl-<time>)"})
     mlflow_uri: str | None = field(default=None, metadata={
-        "help": "MLflow tracking URI; none = sqlite:///<absolute cwd>/mlflow.db"})
+        "help": "MLflow tracking URI; none = $MLFLOW_TRACKING_URI, else sqlite:///<absolute cwd>/mlflow.db"})
     experiment: str = field(default="tdrl", metadata={"help": "MLflow experiment name"})
     seed: int = field(default=0, metadata={"help": "random seed (model init, sampling, augmentation)"})
     keep_best: int = field(default=2, metadata={"help": "checkpoints kept by best val_top1 (the latest is "

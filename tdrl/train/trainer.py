@@ -54,7 +54,7 @@ def _is_uri(path: str) -> bool:
 
 def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
     """Make local paths absolute, name the run and fix the MLflow URI (pure: no Ray, no I/O)."""
-    from tdrl.train.tracking import default_uri
+    from tdrl.train.tracking import tracking_uri
 
     base = Path(workdir or Path.cwd()).resolve()
     changes: dict[str, Any] = {}
@@ -64,11 +64,7 @@ def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
         changes["train.storage_path"] = str((base / exp.train.storage_path).resolve())
     if exp.train.name is None:
         changes["train.name"] = time.strftime("tdrl-%Y%m%d-%H%M%S")
-    if exp.train.mlflow_uri is None:
-        changes["train.mlflow_uri"] = default_uri(base)
-    elif exp.train.mlflow_uri.startswith("sqlite:///") and not exp.train.mlflow_uri.startswith("sqlite:////"):
-        rel = exp.train.mlflow_uri[len("sqlite:///"):]
-        changes["train.mlflow_uri"] = f"sqlite:///{(base / rel).resolve()}"
+    changes["train.mlflow_uri"] = tracking_uri(exp.train.mlflow_uri, base)
     return exp.override(changes)
 
 

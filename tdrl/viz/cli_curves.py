@@ -15,10 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
-    from tdrl.train.tracking import default_uri
+    from tdrl.train.tracking import tracking_uri
     from tdrl.viz.curves import save_learning_curves
 
-    uri = args.mlflow_uri or default_uri()
+    uri = tracking_uri(args.mlflow_uri)
     try:
         out = save_learning_curves(args.run_id, uri, args.out)
     except (MlflowException, ValueError) as exc:  # unknown run, no metrics: a message, not a trace

@@ -35,14 +35,15 @@ def fetch_history(run_id: str, tracking_uri: str, metrics: Sequence[str] | None 
 
     If a step was logged more than once, the last-logged value wins; missing metrics are left out.
     """
-    from mlflow.tracking import MlflowClient
+    from tdrl.train.tracking import get_run, mlflow_client, with_retry
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    client.get_run(run_id)  # fails with MLflow's own "run not found" message naming the id
+    get_run(tracking_uri, run_id)  # fails with MLflow's own "run not found" message naming the id
+    client = mlflow_client(tracking_uri)
     wanted = metrics or [m for keys, _ in PANELS.values() for m in keys]
     out: dict[str, list[tuple[int, float]]] = {}
     for key in wanted:
-        points = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+        history = with_retry(lambda: client.get_metric_history(run_id, key), tracking_uri)
+        points = sorted(history, key=lambda m: (m.step, m.timestamp))
         by_step = {m.step: m.value for m in points}
         if by_step:
             out[key] = sorted(by_step.items())
@@ -83,9 +84,9 @@ def save_learning_curves(run_id: str, tracking_uri: str, out: str | Path) -> Pat
     if not history:
         raise ValueError(f"MLflow run {run_id} at {tracking_uri} has no per-epoch metrics "
                          f"({', '.join(k for keys, _ in PANELS.values() for k in keys)})")
-    from mlflow.tracking import MlflowClient
+    from tdrl.train.tracking import get_run
 
-    name = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.run_name or ""
+    name = get_run(tracking_uri, run_id).info.run_name or ""
     fig = build_curves_figure(history, title=f"{name} (MLflow run {run_id})" if name else f"MLflow run {run_id}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +100,9 @@ def log_learning_curves(run_id: str, tracking_uri: str) -> str:
     Returns the artifact path. Works on a finished or running run (it uses the client, not the
     active-run context, so it can be called from the driver after the workers ended).
     """
-    from mlflow.tracking import MlflowClient
+    from tdrl.train.tracking import log_artifacts
 
     with tempfile.TemporaryDirectory(prefix="tdrl-curves-") as tmp:
         png = save_learning_curves(run_id, tracking_uri, Path(tmp) / ARTIFACT_NAME)
-        MlflowClient(tracking_uri=tracking_uri).log_artifact(run_id, str(png), artifact_path=ARTIFACT_DIR)
+        log_artifacts(tracking_uri, run_id, [png], artifact_path=ARTIFACT_DIR)
     return f"{ARTIFACT_DIR}/{ARTIFACT_NAME}"

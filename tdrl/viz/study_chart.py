@@ -84,9 +84,9 @@ def save_study_chart(df: "pd.DataFrame", out: str | Path, **kwargs) -> Path:
 def log_study_chart(df: "pd.DataFrame", run_id: str, tracking_uri: str, name: str = "study_chart.png",
                     **kwargs) -> str:
     """Draw the chart and log it to MLflow run ``run_id`` as ``figures/<name>``; returns that artifact path."""
-    from mlflow.tracking import MlflowClient
+    from tdrl.train.tracking import log_artifacts
 
     with tempfile.TemporaryDirectory(prefix="tdrl-study-chart-") as tmp:
         png = save_study_chart(df, Path(tmp) / name, **kwargs)
-        MlflowClient(tracking_uri=tracking_uri).log_artifact(run_id, str(png), artifact_path=ARTIFACT_DIR)
+        log_artifacts(tracking_uri, run_id, [png], artifact_path=ARTIFACT_DIR)
     return f"{ARTIFACT_DIR}/{name}"
