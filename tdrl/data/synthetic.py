@@ -9,6 +9,21 @@ frame reversal: the class is defined by direction only, the multiset of frames c
 information inside a pair, and a frame-order-blind model (TSN) can at best tell the pairs apart
 (chance 1/2 within a pair).
 
+Difficulty knobs (all off by default, so the default sets are unchanged; the ``bench`` preset turns
+them on, docs/results.md says from which calibration runs):
+
+- ``motion_scale``: the fraction of the full motion shown (travel length, turn, growth, fade and
+  brightness ranges shrink around the path's middle);
+- ``motion_window``: the motion happens in a window of this fraction of the clip, at a random time;
+  the object rests before and after it;
+- ``moving_distractors``: shapes that drift across the scene in uniformly random directions (time
+  reversal maps that distribution onto itself, so they carry no class information);
+- ``occluders``: static opaque bars drawn in front of everything;
+- ``jitter``: camera shake, an i.i.d. per-frame translation with this standard deviation in pixels.
+
+The knobs draw from their own random stream (``(seed, clip, 1)``), so turning one on never changes
+the rest of a clip's scene.
+
 Output is the official V2 layout - ``something-something-v2-{labels,train,validation}.json``
 and ``<id>.webm`` (VP9, PyAV) - so training reads it through exactly the V2 code path.
 Clips are deterministic per ``(seed, clip index)`` whatever the number of worker processes.
@@ -61,8 +76,19 @@ class SynthParams:
     fps: int = 12
     crf: int = 30
     version: int = FORMAT_VERSION
+    motion_scale: float = 1.0
+    motion_window: float = 1.0
+    moving_distractors: int = 0
+    occluders: int = 0
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.motion_scale <= 1.0 or not 0.0 < self.motion_window <= 1.0:
+            raise ValueError(f"motion_scale={self.motion_scale} and motion_window={self.motion_window} must be "
+                             f"in (0, 1]")
+        if self.moving_distractors < 0 or self.occluders < 0 or not 0.0 <= self.jitter <= self.size / 8:
+            raise ValueError(f"moving_distractors={self.moving_distractors} and occluders={self.occluders} must be "
+                             f">= 0 and jitter={self.jitter} between 0 and size/8")
         if self.num_classes < 2 or self.num_classes % 2 or self.num_classes > 2 * len(PAIRS):
             raise ValueError(f"num_classes={self.num_classes}: must be even (reversed pairs) and "
                              f"between 2 and {2 * len(PAIRS)}")
@@ -124,6 +150,59 @@ def draw_params(rng: np.random.Generator, kind: str, size: int) -> dict[str, Any
     return p
 
 
+KNOBS = ("motion_scale", "motion_window", "moving_distractors", "occluders", "jitter")
+
+
+def _hard_on(params: "SynthParams") -> bool:
+    return (params.motion_scale, params.motion_window, params.moving_distractors, params.occluders,
+            params.jitter) != (1.0, 1.0, 0, 0, 0.0)
+
+
+def draw_hard(rng: np.random.Generator, params: "SynthParams", frames: int) -> dict[str, Any]:
+    """The difficulty draws of one clip (its own stream: the scene of ``draw_params`` is unchanged)."""
+    s = float(params.size)
+    angles = rng.uniform(0, 2 * np.pi, params.moving_distractors)  # isotropic: reversal-symmetric
+    return {
+        "window_start": rng.uniform(0.0, 1.0 - params.motion_window),
+        "motion_window": params.motion_window,
+        "motion_scale": params.motion_scale,
+        "movers": [(SHAPES[rng.integers(len(SHAPES))], rng.uniform(0.15, 0.85, 2) * s,
+                    rng.uniform(0.2, 0.5) * s * np.array([np.cos(a), np.sin(a)]), rng.uniform(0.06, 0.11) * s,
+                    rng.uniform(0, np.pi), rng.uniform(30, 230, 3)) for a in angles],
+        "occluders": [(rng.uniform(0.0, 0.8, 2) * s, rng.uniform(0.08, 0.2) * s, rng.uniform(0.25, 0.6) * s,
+                       bool(rng.integers(2)), rng.uniform(30, 230, 3)) for _ in range(params.occluders)],
+        "jitter": np.rint(rng.normal(0.0, params.jitter, size=(frames, 2))).astype(int) if params.jitter else None,
+    }
+
+
+def _progress(frames: int, p: dict[str, Any]) -> np.ndarray:
+    """Forward progress in [0, 1] per frame ``(T, 1, 1)``, after the motion window and scale knobs."""
+    t = np.linspace(0.0, 1.0, frames)[:, None, None]
+    window = p.get("motion_window", 1.0)
+    if window < 1.0:
+        t = np.clip((t - p["window_start"]) / window, 0.0, 1.0)
+    scale = p.get("motion_scale", 1.0)
+    if scale != 1.0:
+        t = 0.5 + (t - 0.5) * scale
+    return t
+
+
+def _paint(video: np.ndarray, cov: np.ndarray, colour: Any) -> np.ndarray:
+    """Alpha-blend ``colour`` over ``video`` with coverage ``cov`` (broadcastable, no channel axis)."""
+    return video * (1 - cov[..., None]) + np.asarray(colour) * cov[..., None]
+
+
+def _shake(video: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Translate frame t by ``offsets[t] = (dy, dx)`` pixels, repeating the edge pixels."""
+    pad = int(np.abs(offsets).max()) if offsets.size else 0
+    if pad == 0:
+        return video
+    size_y, size_x = video.shape[1:3]
+    padded = np.pad(video, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return np.stack([padded[t, pad - dy:pad - dy + size_y, pad - dx:pad - dx + size_x]
+                     for t, (dy, dx) in enumerate(offsets)])
+
+
 def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Positive inside, in pixels; ``u, v`` object-frame coordinates, ``r`` broadcastable size."""
     if shape == "circle":
@@ -161,9 +240,14 @@ def render_forward(p: dict[str, Any], frames: int, size: int) -> np.ndarray:
     bg = bg[0].permute(1, 2, 0).double().numpy() + p["bg_noise"]  # (H, W, 3)
     for shape, (dx, dy), rad, ang, col in p["distractors"]:  # static: no class information
         cov = _coverage(shape, xx, yy, np.array(dx), np.array(dy), np.array(rad), np.array(ang))
-        bg = bg * (1 - cov[..., None]) + col * cov[..., None]
+        bg = _paint(bg, cov, col)
+    scene = np.broadcast_to(bg, (frames, size, size, 3))  # (T, H, W, 3)
+    lin = np.linspace(0.0, 1.0, frames)[:, None, None]
+    for shape, (x0, y0), (vx, vy), rad, ang, col in p.get("movers", ()):  # drifting distractors
+        cov = _coverage(shape, xx, yy, x0 + (lin - 0.5) * vx, y0 + (lin - 0.5) * vy, np.array(rad), np.array(ang))
+        scene = _paint(scene, cov, col)
 
-    t = np.linspace(0.0, 1.0, frames)[:, None, None]  # (T, 1, 1) forward progress
+    t = _progress(frames, p)  # (T, 1, 1) forward progress
     kind, (cx0, cy0), ext, r0 = p["kind"], p["centre"], p["extent"], p["radius"]
     cx = np.full_like(t, cx0)
     cy = np.full_like(t, cy0)
@@ -190,7 +274,14 @@ def render_forward(p: dict[str, Any], frames: int, size: int) -> np.ndarray:
         raise ValueError(f"unknown motion kind {kind!r}")
     cov = _coverage(p["shape"], xx, yy, cx, cy, r, ang) * alpha  # (T, H, W)
     cov = cov[..., None]
-    video = bg[None] * (1 - cov) + colour * cov  # (T, H, W, 3)
+    video = scene * (1 - cov) + colour * cov  # (T, H, W, 3)
+    for (x0, y0), w, h, upright, col in p.get("occluders", ()):  # static, in front of everything
+        if upright:
+            w, h = h, w
+        inside = (xx >= x0) & (xx < x0 + w) & (yy >= y0) & (yy < y0 + h)
+        video = _paint(video, inside.astype(float)[None], col)
+    if p.get("jitter") is not None:
+        video = _shake(video, p["jitter"])
     video += np.random.default_rng(p["sensor_seed"]).normal(0, 2.0, size=video.shape)  # i.i.d. per frame
     return np.clip(video + 0.5, 0, 255).astype(np.uint8)
 
@@ -205,7 +296,11 @@ def clip_spec(params: SynthParams, clip: int) -> tuple[int, dict[str, Any]]:
     """Class and scene of global clip number ``clip`` (train clips first, then validation)."""
     cls = clip % params.num_classes
     rng = _clip_rng(params.seed, clip)
-    return cls, draw_params(rng, PAIRS[cls // 2][2], params.size)
+    scene = draw_params(rng, PAIRS[cls // 2][2], params.size)
+    if _hard_on(params):
+        hard_rng = np.random.default_rng(np.random.SeedSequence([params.seed, clip, 1]))
+        scene.update(draw_hard(hard_rng, params, params.frames))
+    return cls, scene
 
 
 def encode_webm(video: np.ndarray, path: Path, fps: int = 12, crf: int = 30) -> None:
@@ -246,13 +341,18 @@ def _make_clips(params: SynthParams, out_dir: str, clips: list[int]) -> list[dic
 
 def generate_synthetic(out_dir: str | Path, *, num_classes: int = 10, train_per_class: int = 40,
                        val_per_class: int = 10, frames: int = 16, size: int = 112, seed: int = 0,
-                       workers: int | None = None, force: bool = False) -> SynthInfo:
+                       workers: int | None = None, force: bool = False, **knobs: Any) -> SynthInfo:
     """Write the synthetic set into ``out_dir`` (skipped if a complete set with the same parameters is there).
 
     Returns the paths; ``DataConfig(**info.data_fields())`` reads it. ``workers`` processes encode in
-    parallel (default: all CPU cores); the files do not depend on it.
+    parallel (default: all CPU cores); the files do not depend on it. ``knobs`` are the difficulty
+    fields of :class:`SynthParams` (``motion_scale``, ``motion_window``, ``moving_distractors``,
+    ``occluders``, ``jitter``).
     """
-    params = SynthParams(num_classes, train_per_class, val_per_class, frames, size, seed)
+    unknown = set(knobs) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown synthetic-set option(s) {', '.join(sorted(unknown))}; known: {', '.join(KNOBS)}")
+    params = SynthParams(num_classes, train_per_class, val_per_class, frames, size, seed, **knobs)
     out = Path(out_dir).resolve()  # absolute, so the paths survive being joined with a config root
     names = {k: str(out / v) for k, v in V2_DEFAULTS.items()}
     classes = tuple(t.replace("[", "").replace("]", "") for t in class_names(num_classes))
@@ -301,6 +401,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (same seed = same files)")
     parser.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="regenerate even if a complete set exists")
+    hard = parser.add_argument_group("difficulty (module docstring of tdrl.data.synthetic; all off by default)")
+    hard.add_argument("--motion-scale", type=float, default=d.motion_scale, help="fraction of the full motion shown")
+    hard.add_argument("--motion-window", type=float, default=d.motion_window,
+                      help="fraction of the clip during which the object moves")
+    hard.add_argument("--moving-distractors", type=int, default=d.moving_distractors,
+                      help="shapes drifting in random directions")
+    hard.add_argument("--occluders", type=int, default=d.occluders, help="static bars in front of the scene")
+    hard.add_argument("--jitter", type=float, default=d.jitter, help="camera shake, std of the per-frame shift in px")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -308,7 +416,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = generate_synthetic(args.out, num_classes=args.classes, train_per_class=args.train_per_class,
                                   val_per_class=args.val_per_class, frames=args.frames, size=args.size,
-                                  seed=args.seed, workers=args.workers, force=args.force)
+                                  seed=args.seed, workers=args.workers, force=args.force,
+                                  **{k: getattr(args, k) for k in KNOBS})
     except ValueError as exc:
         print(f"tdrl synth: error: {exc}")
         return 2

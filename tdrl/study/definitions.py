@@ -11,6 +11,12 @@ Table 5 sweeps the TD channel ratio with TIM + TD loss and no PEM (0 % is the TI
 Table 6 puts PEM (no TD loss) or the TD loss (no PEM) before/after TM; Table 7 sweeps lambda with
 TIM + TD loss and no PEM (lambda 0 is the TIM baseline, 2e-4 equals Table 4's "+TDLoss" row).
 The memory study is the full TDRL network (TIM + PEM + TD loss) with the three initialisations.
+
+Tables 3 and 4 also carry a ``tsn`` reference row the paper does not have: the same backbone with
+no temporal module, no enhancement and no TD loss. It shows how much of a table's accuracy needs
+temporal modelling at all (on the synthetic benchmark a frame-order-blind network is capped at the
+pair ceiling). Each study names its ``baseline`` row: ``tdrl tables`` reports every other row's
+paired difference to it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ TIM_BASELINE: dict[str, Any] = {
     "model.td_position": "after",
     "model.td_lambda": 2e-4,
 }
+TSN = {"model.temporal": "none", "model.enhance": "none", "model.td_ratio": 0.0}
 PEM = {"model.enhance": "pem"}
 TD = {"model.td_ratio": 0.5}  # paper default: half the channels, after TM, lambda 2e-4
 
@@ -54,6 +61,10 @@ class Study:
     common: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
     script: str = ""  # studies/<script>.py
+    baseline: str = "baseline"  # the row the others are compared with (paired by seed)
+
+    def __post_init__(self) -> None:
+        self.row(self.baseline)  # a study always names one of its rows as baseline
 
     def row(self, key: str) -> Row:
         for r in self.rows:
@@ -79,6 +90,7 @@ TABLE3 = Study(
     name="table3", title="Table 3: Ablation Study - TSM (%)", row_header="Method", script="ablation_tsm",
     common={**TIM_BASELINE, "model.temporal": "tsm"},
     rows=(
+        _row("tsn", "TSN (no TM; not in the paper)", None, None, **{k[6:]: v for k, v in TSN.items()}),
         _row("baseline", "baseline [10]", 45.6, 74.2),
         _row("pem", "+PEM", 48.1, 77.4, enhance="pem"),
         _row("td", "+TDLoss", 47.5, 76.8, td_ratio=0.5),
@@ -89,6 +101,7 @@ TABLE4 = Study(
     name="table4", title="Table 4: Ablation Study - TIM (%)", row_header="Method", script="ablation_tim",
     common=dict(TIM_BASELINE),
     rows=(
+        _row("tsn", "TSN (no TM; not in the paper)", None, None, **{k[6:]: v for k, v in TSN.items()}),
         _row("baseline", "baseline [11]", 46.1, 74.7),
         _row("mem", "+MEM [11]", 47.4, 76.6, enhance="mem"),
         _row("pem", "+PEM", 48.7, 77.8, enhance="pem"),
@@ -98,7 +111,7 @@ TABLE4 = Study(
 
 TABLE5 = Study(
     name="table5", title="Table 5: TDLoss Ratio (%)", row_header="Method", script="ablation_ratio",
-    common=dict(TIM_BASELINE),
+    common=dict(TIM_BASELINE), baseline="ratio0",
     rows=(
         _row("ratio0", "baseline", 46.1, td_ratio=0.0),
         _row("ratio25", "+25% TDLoss", 47.7, td_ratio=0.25),
@@ -109,7 +122,7 @@ TABLE5 = Study(
 
 TABLE6 = Study(
     name="table6", title="Table 6: Block Position", row_header="Order", script="ablation_position",
-    common=dict(TIM_BASELINE),
+    common=dict(TIM_BASELINE), baseline="tm",
     rows=(
         _row("tm", "TM", 46.1),
         _row("pem_before", "PEM B. TM", 48.7, enhance="pem", enhance_position="before"),
@@ -120,7 +133,7 @@ TABLE6 = Study(
 
 TABLE7 = Study(
     name="table7", title="Table 7: Impact of λ (%)", row_header="λ", script="ablation_lambda",
-    common={**TIM_BASELINE, **TD},
+    common={**TIM_BASELINE, **TD}, baseline="lambda0",
     rows=(
         _row("lambda0", "0×10^-4", 46.1, td_lambda=0.0),
         _row("lambda1e-4", "1×10^-4", 47.9, td_lambda=1e-4),
@@ -132,7 +145,7 @@ TABLE7 = Study(
 MEMINIT = Study(
     name="meminit", title="PEM memory initialisation m_0 (paper, Sec. 3: no numbers given)",
     row_header="m_0", script="ablation_meminit",
-    common={**TIM_BASELINE, **PEM, **TD},
+    common={**TIM_BASELINE, **PEM, **TD}, baseline="last",
     note="The paper only states that d_{T-1} is slightly better than zeros or d_1.",
     rows=(
         _row("last", "d_{T-1} (paper)", None, mem_init="last"),

@@ -20,6 +20,9 @@ How the pieces fit (Ray 2.60, Train V2):
   experiment with ``Tuner.restore(..., resume_unfinished=True, resume_errored=True)``; finished
   trials are not run again. A trial whose MLflow run is already FINISHED (its completion may have
   happened after Tune's last state save) reports the stored metrics instead of training.
+- Sharing (:mod:`tdrl.study.sharing`): a trial whose configuration, seed and preset were already
+  trained by any study (a FINISHED run with the same ``tdrl.config_hash``) records a child run
+  that copies that run's final metrics, tagged ``tdrl.shared_from``, and does not train.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
 from tdrl.study import tables as T
 from tdrl.study.definitions import Study, get_study
+from tdrl.study.sharing import config_hash, find_shared, record_shared
 
 DRIVER_RESOURCE = "TRAIN_DRIVER"
 STATE_FILE = "tdrl_study.json"
@@ -189,8 +193,9 @@ def _finished_metrics(uri: str, experiment: str, name: str) -> dict[str, float] 
 
 
 def trial(config: dict[str, Any], *, study_name: str, base_flat: dict[str, Any], parent_run_id: str,
-          study_run: str, workdir: str) -> None:
-    """One Tune trial: train the row's experiment with seed ``config['seed']`` on Ray Train."""
+          study_run: str, workdir: str, preset: str = "") -> None:
+    """One Tune trial: train the row's experiment with seed ``config['seed']`` on Ray Train, unless
+    the same configuration and seed already finished in another study (then share that run)."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -209,10 +214,19 @@ def trial(config: dict[str, Any], *, study_name: str, base_flat: dict[str, Any],
         ray.tune.report(done)
         return
     study = get_study(study_name) if study_name in _grid_names() else None
+    chash = config_hash(exp.flatten())
     tags = {T.STUDY_TAG: study_name, T.STUDY_RUN_TAG: study_run, T.ROLE_TAG: "trial", T.ROW_TAG: row,
             T.SEED_TAG: str(seed), T.TRIAL_TAG: trial_id,
             T.TABLE_TAG: study.title if study else study_name,
-            T.ROW_LABEL_TAG: study.row(row).label if study else row}
+            T.ROW_LABEL_TAG: study.row(row).label if study else row,
+            T.CONFIG_HASH_TAG: chash, T.PRESET_TAG: preset}
+    source = find_shared(t.mlflow_uri, chash, seed, preset) if preset else None
+    if source is not None:
+        record_shared(t.mlflow_uri, t.experiment, name, parent_run_id, tags, exp.flatten(), source)
+        print(f"[tdrl] {name}: same configuration and seed already trained in {source.study} "
+              f"(run {source.run_id}); shared, not trained again", flush=True)
+        ray.tune.report(source.metrics)
+        return
     fit(exp, parent_run_id=parent_run_id, tags=tags, callbacks=[TuneReportCallback()], workdir=workdir)
 
 
@@ -313,7 +327,7 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
 
     trainable = tune.with_resources(
         tune.with_parameters(trial, study_name=study_name, base_flat=base.flatten(), parent_run_id=parent_id,
-                             study_run=study_run, workdir=str(Path.cwd().resolve())),
+                             study_run=study_run, workdir=str(Path.cwd().resolve()), preset=opts.preset),
         resources)
     run_config = tune.RunConfig(name=study_run, storage_path=storage, verbose=opts.verbose,
                                 failure_config=tune.FailureConfig(max_failures=1))
@@ -367,7 +381,9 @@ def run_study(study: Study | str, opts: StudyOptions) -> StudyResult:
                                    parent_run_id=res.parent_run_id)
         return table
 
-    return run_tune(study_name=study.name, title=study.title, opts=opts, param_space=space, common={},
+    # The study's common keys go into the base experiment, so the parent run's base.* params show the
+    # study's network (Table 5: enhance=none), not the preset's; rows add their own keys on top.
+    return run_tune(study_name=study.name, title=study.title, opts=opts, param_space=space, common=study.common,
                     tune_config_kwargs={}, after=after,
                     parent_params={"study.rows": ",".join(rows), "study.seeds": opts.seeds,
                                    "study.preset": opts.preset})

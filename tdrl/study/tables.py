@@ -1,9 +1,15 @@
 """Study tables: the runs of a study read back from MLflow, in the paper's layout, beside its numbers.
 
 Measured numbers come only from MLflow runs: the FINISHED child runs of a study's parent run, one
-per row and seed, each holding the last epoch's ``val_top1``/``val_top5``. Rows are averaged over
-seeds (mean and sample standard deviation, ``ddof=1``; one seed gives no std). Output: Markdown,
-CSV and a PNG bar chart, written to a folder, printed, and logged as artifacts on the parent run.
+per row and seed, each holding the last epoch's ``val_top1``/``val_top5``/``train_top1``. Rows are
+averaged over seeds (mean and sample standard deviation, ``ddof=1``; one seed gives no std). Every
+row is also compared with its study's baseline row, paired by seed (:mod:`tdrl.study.stats`): the
+mean difference, its 95 % t interval and a paired t-test's p-value, beside the paper's difference.
+A row whose runs were shared from another study (same configuration and seed, trained once) says so.
+
+Output: Markdown, CSV (the same numbers) and a PNG chart of the differences to the baseline (the
+absolute accuracies of a synthetic set and of Something-Something V1 share no scale; differences
+can be compared), written to a folder, printed, and logged as artifacts on the parent run.
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ ROW_LABEL_TAG = "tdrl.row_label"  # the paper's row label, children
 TABLE_TAG = "tdrl.table"  # the paper's caption, children and parent
 SEED_TAG = "tdrl.seed"
 TRIAL_TAG = "tdrl.trial"  # Tune trial id, children
+CONFIG_HASH_TAG = "tdrl.config_hash"  # what decides the result (tdrl.study.sharing), children
+PRESET_TAG = "tdrl.preset"  # children
+SHARED_FROM_TAG = "tdrl.shared_from"  # run id a shared child copies its metrics from
+SHARED_STUDY_TAG = "tdrl.shared_study"  # the study that trained it
 PARENT_TAG = "mlflow.parentRunId"
 
-METRICS = {"top1": "val_top1", "top5": "val_top5"}
+METRICS = {"top1": "val_top1", "top5": "val_top5", "train_top1": "train_top1"}
 
 
 def experiment_name(study: Study, prefix: str = "tdrl") -> str:
@@ -74,35 +84,73 @@ def child_runs(uri: str, experiment: str, parent_run_id: str) -> pd.DataFrame:
 
 
 def runs_to_records(runs: pd.DataFrame) -> pd.DataFrame:
-    """MLflow's run DataFrame -> one line per finished run: ``row``, ``seed``, ``top1``, ``top5``, ``status``."""
-    cols = {"row": f"tags.{ROW_TAG}", "seed": f"tags.{SEED_TAG}", "top1": f"metrics.{METRICS['top1']}",
-            "top5": f"metrics.{METRICS['top5']}", "status": "status", "run_id": "run_id"}
+    """MLflow's run DataFrame -> one line per finished run: ``row``, ``seed``, ``top1``, ``top5``,
+    ``train_top1``, ``shared`` (the study a shared run was trained in, else empty), ``status``, ``run_id``."""
+    cols = {"row": f"tags.{ROW_TAG}", "seed": f"tags.{SEED_TAG}",
+            **{k: f"metrics.{v}" for k, v in METRICS.items()},
+            "shared": f"tags.{SHARED_STUDY_TAG}", "status": "status", "run_id": "run_id"}
     if runs is None or runs.empty:
         return pd.DataFrame(columns=list(cols))
     out = pd.DataFrame({k: (runs[v] if v in runs.columns else None) for k, v in cols.items()})
+    out["shared"] = out["shared"].fillna("")
     return out[out["status"] == "FINISHED"].reset_index(drop=True)
 
 
 # --- the table ------------------------------------------------------------------------------------
 
-def build_table(study: Study, records: pd.DataFrame) -> pd.DataFrame:
-    """One line per study row, in the paper's order: paper numbers beside measured mean/std/n.
+TABLE_COLUMNS = ["key", "row", "n", "paper_top1", "top1_mean", "top1_std", "paper_top5", "top5_mean", "top5_std",
+                 "train_top1_mean", "paper_diff", "diff_n", "diff_mean", "diff_low", "diff_high", "diff_p",
+                 "significant", "shared"]
 
-    ``records`` has columns ``row`` (row key), ``top1`` and optionally ``top5`` (one line per run).
-    Rows without runs get NaN and ``n = 0``; records of unknown rows are ignored.
+
+def _by_seed(sub: pd.DataFrame, metric: str) -> dict[int, float]:
+    """``{seed: value}`` of one row's runs (a seed run twice keeps its last record)."""
+    vals = pd.to_numeric(sub[metric], errors="coerce") if metric in sub else pd.Series(dtype=float)
+    seeds = pd.to_numeric(sub["seed"], errors="coerce") if "seed" in sub else pd.Series(dtype=float)
+    return {int(k): float(v) for k, v in zip(seeds, vals) if pd.notna(k) and pd.notna(v)}
+
+
+def build_table(study: Study, records: pd.DataFrame) -> pd.DataFrame:
+    """One line per study row, in the paper's order: paper numbers beside measured mean/std, the
+    paired difference to the baseline row (:func:`tdrl.study.stats.paired_difference`), the paper's
+    difference, mean training top-1, the number of seeds and where shared runs came from.
+
+    ``records`` has columns ``row`` (row key), ``seed``, ``top1`` and optionally ``top5``,
+    ``train_top1``, ``shared`` (one line per run). Rows without runs get NaN and ``n = 0``; records
+    of unknown rows are ignored.
     """
+    from tdrl.study.stats import paired_difference
+
+    def sub_of(key: str) -> pd.DataFrame:
+        return records[records["row"] == key] if len(records) else records
+
+    base_row = study.row(study.baseline)
+    base = _by_seed(sub_of(base_row.key), "top1")
     lines = []
     for r in study.rows:
-        sub = records[records["row"] == r.key] if len(records) else records
-        line: dict[str, Any] = {"key": r.key, "row": r.label, "n": int(len(sub))}
-        for metric, paper in (("top1", r.paper_top1), ("top5", r.paper_top5)):
-            vals = pd.to_numeric(sub[metric], errors="coerce").dropna() if metric in sub else pd.Series(dtype=float)
-            line[f"paper_{metric}"] = float("nan") if paper is None else float(paper)
-            line[f"{metric}_mean"] = float(vals.mean()) if len(vals) else float("nan")
-            line[f"{metric}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        sub = sub_of(r.key)
+        line: dict[str, Any] = {"key": r.key, "row": r.label}
+        for metric, paper in (("top1", r.paper_top1), ("top5", r.paper_top5), ("train_top1", None)):
+            vals = list(_by_seed(sub, metric).values())
+            if metric != "train_top1":
+                line[f"paper_{metric}"] = float("nan") if paper is None else float(paper)
+            line[f"{metric}_mean"] = float(pd.Series(vals).mean()) if vals else float("nan")
+            if metric != "train_top1":
+                line[f"{metric}_std"] = float(pd.Series(vals).std(ddof=1)) if len(vals) > 1 else float("nan")
+        line["n"] = len(_by_seed(sub, "top1"))
+        known = r.paper_top1 is not None and base_row.paper_top1 is not None
+        line["paper_diff"] = float(r.paper_top1 - base_row.paper_top1) if known else float("nan")
+        if r.key == base_row.key:
+            line.update(diff_n=0, diff_mean=float("nan"), diff_low=float("nan"), diff_high=float("nan"),
+                        diff_p=float("nan"), significant=False)
+        else:
+            d = paired_difference(_by_seed(sub, "top1"), base)
+            line.update(diff_n=d.n, diff_mean=d.mean, diff_low=d.low, diff_high=d.high, diff_p=d.p,
+                        significant=d.significant)
+        shared = sorted({str(x) for x in sub["shared"] if str(x)}) if "shared" in sub else []
+        line["shared"] = ",".join(shared)
         lines.append(line)
-    return pd.DataFrame(lines, columns=["key", "row", "n", "paper_top1", "top1_mean", "top1_std",
-                                        "paper_top5", "top5_mean", "top5_std"])
+    return pd.DataFrame(lines, columns=TABLE_COLUMNS)
 
 
 def fmt_measured(mean: float, std: float, digits: int = 1) -> str:
@@ -118,26 +166,47 @@ def fmt_paper(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
+def _cell_diff(t: pd.Series) -> str:
+    from tdrl.study.stats import Paired, fmt_difference
+
+    return fmt_difference(Paired(int(t["diff_n"]), t["diff_mean"], t["diff_low"], t["diff_high"], t["diff_p"]))
+
+
 def to_markdown(study: Study, table: pd.DataFrame, *, caption: str = "") -> str:
-    """The paper's layout: its row labels and header, the paper's numbers, then the measured ones."""
+    """The paper's layout: its row labels and header, the paper's numbers, then the measured ones,
+    then each row's difference to the baseline (paper, and measured with interval and p-value)."""
+    from tdrl.study.stats import CONFIDENCE, TEST_NAME, fmt_p
+
     top5 = study.has_top5 or table["top5_mean"].notna().any()
-    head = [study.row_header, "Top-1 paper", "Top-1 measured"]
+    head = [study.row_header, "Top-1 paper", "Top-1 measured", "Δ paper", "Δ measured [95% CI]", "p",
+            "Train top-1", "seeds"]
     if top5:
-        head += ["Top-5 paper", "Top-5 measured"]
-    head.append("runs")
+        head[3:3] = ["Top-5 paper", "Top-5 measured"]
     lines = [f"**{study.title}**" + (f" — {caption}" if caption else ""), "",
              "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for _, t in table.iterrows():
-        cells = [str(t["row"]), fmt_paper(t["paper_top1"]), fmt_measured(t["top1_mean"], t["top1_std"])]
+        is_base = t["key"] == study.baseline
+        cells = [str(t["row"]) + (" (baseline)" if is_base else ""), fmt_paper(t["paper_top1"]),
+                 fmt_measured(t["top1_mean"], t["top1_std"])]
         if top5:
             cells += [fmt_paper(t["paper_top5"]), fmt_measured(t["top5_mean"], t["top5_std"])]
-        cells.append(str(int(t["n"])))
+        cells += ["" if is_base else _fmt_signed(t["paper_diff"]), "" if is_base else _cell_diff(t),
+                  "" if is_base else fmt_p(t["diff_p"]), fmt_measured(t["train_top1_mean"], float("nan")),
+                  str(int(t["n"])) + (f" (shared: {t['shared']})" if t["shared"] else "")]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = ["Paper: Something-Something V1 validation, 8 frames, single clip (%). Measured: last-epoch "
-             "validation accuracy (%), mean ± std over seeds."]
+    notes = [f"Paper: Something-Something V1 validation, 8 frames, single clip (%). Measured: last-epoch "
+             f"validation accuracy (%), mean ± std over seeds; train top-1 is the last epoch's running "
+             f"training accuracy. Δ: row − baseline in points; measured Δ is paired by seed, with its "
+             f"{CONFIDENCE:.0%} t interval ({TEST_NAME} for p); * marks an interval that excludes 0. "
+             f"A row \"shared\" with another study reuses that study's runs of the same configuration "
+             f"and seed."]
     if study.note:
         notes.append(study.note)
     return "\n".join(lines + [""] + notes) + "\n"
+
+
+def _fmt_signed(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:+.1f}"
 
 
 def frame_markdown(df: pd.DataFrame, digits: int = 4) -> str:
@@ -153,43 +222,23 @@ def frame_markdown(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
-def chart_frame(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """The chart's input: ``row``, ``measured_mean``, ``measured_std``, ``paper``."""
-    return pd.DataFrame({"row": table["row"], "measured_mean": table[f"{metric}_mean"],
-                         "measured_std": table[f"{metric}_std"], "paper": table[f"paper_{metric}"]})
+def chart_frame(study: Study, table: pd.DataFrame) -> pd.DataFrame:
+    """The chart's input, one line per non-baseline row: ``row``, ``measured`` (paired mean
+    difference), ``low``/``high`` (its interval; NaN with one seed), ``paper`` (the paper's difference)."""
+    rest = table[table["key"] != study.baseline]
+    return pd.DataFrame({"row": rest["row"].to_numpy(), "measured": rest["diff_mean"].to_numpy(),
+                         "low": rest["diff_low"].to_numpy(), "high": rest["diff_high"].to_numpy(),
+                         "paper": rest["paper_diff"].to_numpy()})
 
 
 def save_chart(study: Study, table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
-    """PNG bar chart of top-1: paper beside measured (error bars = std). Uses tdrl.viz if present."""
-    path = Path(path)
-    frame = chart_frame(table)
-    title = title or study.title
-    try:
-        from tdrl.viz.study_chart import save_study_chart  # the shared chart, when it is there
-    except ImportError:
-        save_study_chart = None
-    if save_study_chart is not None:
-        try:
-            save_study_chart(frame, path, title=title)
-            if path.is_file():
-                return path
-        except TypeError:
-            pass  # another signature than expected: fall back to the local chart
-    from matplotlib.figure import Figure
+    """PNG chart of each row's top-1 difference to the baseline: measured (95 % interval as error bar)
+    beside the paper's (:func:`tdrl.viz.study_chart.save_difference_chart`)."""
+    from tdrl.viz.study_chart import save_difference_chart
 
-    fig = Figure(figsize=(max(5.0, 1.3 * len(frame) + 2), 3.6), layout="constrained")
-    ax = fig.add_subplot()
-    x = range(len(frame))
-    w = 0.38
-    ax.bar([i - w / 2 for i in x], frame["paper"].fillna(0), w, label="paper (SSv1)", color="#9aa7b8")
-    ax.bar([i + w / 2 for i in x], frame["measured_mean"].fillna(0), w, yerr=frame["measured_std"].fillna(0),
-           capsize=3, label="measured", color="#d9823b")
-    ax.set_xticks(list(x), list(frame["row"]), rotation=20, ha="right")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    return path
+    base = study.row(study.baseline).label
+    return save_difference_chart(chart_frame(study, table), path, title=title or study.title,
+                                 ylabel=f"top-1 difference to {base} (points)")
 
 
 def write_outputs(study: Study, table: pd.DataFrame, out_dir: str | Path, *, caption: str = "") -> dict[str, Path]:

@@ -6,7 +6,8 @@ touches a global backend or window; saving renders with Agg.
 """
 
 from tdrl.viz.curves import build_curves_figure, fetch_history, log_learning_curves, save_learning_curves
-from tdrl.viz.study_chart import build_study_chart, log_study_chart, save_study_chart
+from tdrl.viz.study_chart import (build_difference_chart, build_study_chart, log_study_chart, save_difference_chart,
+                                  save_study_chart)
 
 __all__ = ["build_curves_figure", "fetch_history", "log_learning_curves", "save_learning_curves",
            "build_study_chart", "log_study_chart", "save_study_chart"]

@@ -1,8 +1,13 @@
-"""Study charts: per row of a paper table, the measured mean +- std beside the paper's number.
+"""Study charts: per row of a paper table, the measured result beside the paper's.
 
-Input is a pandas DataFrame with columns ``row`` (label, e.g. "+PEM"), ``measured_mean``,
-``measured_std`` (NaN or 0 for a single seed) and ``paper`` (NaN where the paper gives no number).
-Bars keep the DataFrame's row order, the order of the paper's table.
+Two charts, both keeping the DataFrame's row order (the order of the paper's table):
+
+- :func:`build_study_chart`: absolute accuracy, columns ``row`` (label, e.g. "+PEM"),
+  ``measured_mean``, ``measured_std`` (NaN or 0 for a single seed) and ``paper`` (NaN where the
+  paper gives no number);
+- :func:`build_difference_chart`: each row's difference to its table's baseline, the quantity a
+  synthetic benchmark and Something-Something V1 can share; columns ``row``, ``measured`` (paired
+  mean difference), ``low``/``high`` (its 95 % interval, NaN with one seed) and ``paper``.
 """
 
 from __future__ import annotations
@@ -71,6 +76,63 @@ def build_study_chart(df: "pd.DataFrame", *, title: str = "", ylabel: str = "top
         ax.set_title("\n".join(textwrap.wrap(title, width=int(fig.get_figwidth() * 9))), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+DIFF_COLUMNS = ("row", "measured", "low", "high", "paper")
+
+
+def build_difference_chart(df: "pd.DataFrame", *, title: str = "",
+                           ylabel: str = "top-1 difference to the baseline (points)") -> Figure:
+    """Grouped bars per row: measured paired difference (error bar = its 95 % interval) and the paper's.
+
+    ``fig.axes[0]`` holds two ``BarContainer`` s, measured (interval as ``.errorbar``) then paper.
+    """
+    missing = [c for c in DIFF_COLUMNS if c not in df.columns]
+    if missing or len(df) == 0:
+        raise ValueError(f"difference chart: needs rows and columns {', '.join(DIFF_COLUMNS)}; "
+                         f"got {len(df)} rows and {', '.join(map(str, df.columns))}")
+    labels = [str(r) for r in df["row"]]
+    measured = df["measured"].astype(float).to_numpy()
+    low = df["low"].astype(float).to_numpy()
+    high = df["high"].astype(float).to_numpy()
+    paper = df["paper"].astype(float).to_numpy()
+    has_ci = np.isfinite(low) & np.isfinite(high)
+    err = np.vstack([np.where(has_ci, measured - low, 0.0), np.where(has_ci, high - measured, 0.0)])
+    x = np.arange(len(labels))
+    width = 0.38
+    fig = Figure(figsize=(max(5.0, 1.2 * len(labels) + 2.0), 4.0), dpi=100)
+    ax = fig.subplots()
+    bars = ax.bar(x - width / 2, np.nan_to_num(measured), width, yerr=err, capsize=3, color="tab:blue",
+                  label="measured (paired mean, 95% CI)")
+    ax.bar(x + width / 2, paper, width, color="tab:grey", label="paper (SSv1)")
+    for rect, value, ok, hi, lo in zip(bars, measured, has_ci, high, low):
+        if math.isfinite(value):
+            top = (hi if value >= 0 else lo) if ok else value
+            ax.annotate(f"{value:+.1f}", (rect.get_x() + rect.get_width() / 2, top), ha="center",
+                        va="bottom" if value >= 0 else "top", fontsize=7,
+                        xytext=(0, 2 if value >= 0 else -2), textcoords="offset points")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    long = max(map(len, labels)) > 8
+    ax.set_xticks(x, labels, rotation=20 if long else 0, ha="right" if long else "center")
+    ax.set_ylabel(ylabel)
+    spread = [abs(v) for v in np.concatenate([low, high, measured, paper]) if math.isfinite(v)]
+    if spread:
+        lim = max(spread) * 1.35 + 0.5
+        ax.set_ylim(-lim, lim)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    ax.grid(True, axis="y", alpha=0.3)
+    if title:
+        ax.set_title("\n".join(textwrap.wrap(title, width=int(fig.get_figwidth() * 9))), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_difference_chart(df: "pd.DataFrame", out: str | Path, **kwargs) -> Path:
+    """:func:`build_difference_chart` written to PNG ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build_difference_chart(df, **kwargs).savefig(out, dpi=100, format="png")
+    return out
 
 
 def save_study_chart(df: "pd.DataFrame", out: str | Path, **kwargs) -> Path:

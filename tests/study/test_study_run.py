@@ -56,7 +56,24 @@ def test_table5_reduced_study_end_to_end(study_data, tmp_path, capsys):
     capsys.readouterr()
     assert tdrl_main(["tables", "table5", "--mlflow-uri", uri, "--out", str(tmp_path / "t2"), "--no-log"]) == 0
     out = capsys.readouterr().out
-    assert "Table 5: TDLoss Ratio" in out and "| baseline | 46.1 |" in out
+    assert "Table 5: TDLoss Ratio" in out and "| baseline (baseline) | 46.1 |" in out
+    assert "paired t-test" in out and "Δ measured [95% CI]" in out
+
+    # Table 7's lambda 0 and 2e-4 rows are Table 5's ratio 0 and 50 %: shared, not trained again.
+    t7 = run_study("table7", StudyOptions(**{**opts.__dict__, "name": "t7-ci", "rows": ("lambda0", "lambda2e-4")}))
+    assert t7.errors == 0
+    shared = child_runs(uri, "tdrl-table7")
+    assert len(shared) == 4 and all(r.info.status == "FINISHED" for r in shared)
+    source = {(r.data.tags["tdrl.row"], r.data.tags["tdrl.seed"]): r for r in runs}
+    pairs = {"lambda0": "ratio0", "lambda2e-4": "ratio50"}
+    for r in shared:
+        src = source[(pairs[r.data.tags["tdrl.row"]], r.data.tags["tdrl.seed"])]
+        assert r.data.tags["tdrl.shared_from"] == src.info.run_id and r.data.tags["tdrl.shared_study"] == "table5"
+        assert r.data.metrics["val_top1"] == src.data.metrics["val_top1"]
+        assert r.data.tags["tdrl.config_hash"] == src.data.tags["tdrl.config_hash"]
+    assert not (tmp_path / "runs" / "t7-ci" / "train").exists()  # no Ray Train run was started
+    t7t = t7.table.set_index("key")
+    assert t7t.loc["lambda0", "shared"] == "table5" and t7t.loc["lambda2e-4", "n"] == 2
 
 
 @pytest.mark.slow
