@@ -5,12 +5,20 @@ Every section (model, data, train, ...) is a frozen dataclass that validates its
 allowed. This module turns sections into flat ``section.field`` dictionaries (MLflow params, Tune
 search spaces), builds them back from dictionaries with unknown keys and wrong types refused, and
 generates argparse options from the fields so the CLI never restates a default.
+
+The type hints are the allowed values: a ``Literal`` field is checked by :func:`check_declared`
+and offered as argparse ``choices`` from its hint alone, and other modules read the values with
+:func:`literal_values`. Field metadata carries the rest: ``help``; ``arch`` (the field changes the
+network's parameters, so a checkpoint must match it); ``option`` (the command-line name where the
+field name alone would clash, e.g. ``--data-workers``); ``path`` (a path that a command line gives
+relative to the current folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -19,7 +27,12 @@ from typing import Any, Iterable, Mapping, TypeVar
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class InputError(Exception):
+    """Bad input from the user (a value, file, path or checkpoint): ``tdrl COMMAND`` prints
+    ``tdrl COMMAND: error: <message>`` on stderr and exits 2, without a traceback."""
+
+
+class ConfigError(InputError, ValueError):
     """A configuration value is wrong; the message names the field and what is allowed."""
 
 
@@ -78,6 +91,8 @@ def _coerce(field: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(base)
     if origin is typing.Literal:
         allowed = typing.get_args(base)
+        if isinstance(value, str) and all(type(a) is int for a in allowed):
+            value = _coerce(field, int, value)  # Literal[1, 3] from a command line or file
         check_choice(field, value, allowed)
         return value
     if origin is tuple:
@@ -124,8 +139,38 @@ def _coerce(field: str, tp: Any, value: Any) -> Any:
     return value
 
 
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def literal_values(cls: type, name: str) -> tuple[Any, ...]:
+    """The allowed values of field ``name`` of ``cls``, read from its ``Literal[...]`` type hint."""
+    base, _ = _strip_optional(_field_types(cls)[name])
+    if typing.get_origin(base) is not typing.Literal:
+        raise TypeError(f"{cls.__name__}.{name} is not a Literal field")
+    return typing.get_args(base)
+
+
+def marked_fields(cls: type, key: str) -> tuple[str, ...]:
+    """Names of the fields of ``cls`` whose metadata sets ``key`` (e.g. ``"arch"``)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(key))
+
+
+def check_declared(cfg: Any) -> None:
+    """Check every ``Literal`` and ``bool`` field of a section against its type hint (``X | None``
+    also allows None): the one check behind every choice field, called from ``__post_init__``."""
+    section = getattr(cfg, "SECTION", type(cfg).__name__)
+    hints = _field_types(type(cfg))
+    for f in dataclasses.fields(cfg):
+        base, optional = _strip_optional(hints[f.name])
+        value = getattr(cfg, f.name)
+        if value is None and optional:
+            continue
+        if typing.get_origin(base) is typing.Literal:
+            check_choice(f"{section}.{f.name}", value, typing.get_args(base))
+        elif base is bool and not isinstance(value, bool):
+            raise ConfigError(f"{section}.{f.name}={value!r} must be true or false" + (" or none" if optional else ""))
 
 
 def from_dict(cls: type[T], values: Mapping[str, Any], *, section: str = "") -> T:
@@ -173,41 +218,54 @@ def split_flat(flat: Mapping[str, Any], sections: Iterable[str]) -> dict[str, di
     return out
 
 
-def option_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
+def option_name(f: dataclasses.Field) -> str:
+    """``--field-name``, or the name the field's ``option`` metadata gives."""
+    return f.metadata.get("option") or "--" + f.name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
+                  defaults: Any = None) -> None:
     """Add one ``--field-name`` option per dataclass field; defaults stay in the dataclass.
 
     Every option defaults to ``None`` (meaning "not given") so that presets and files can be
-    layered underneath the command line.
+    layered underneath the command line. ``defaults`` (an instance of ``cls``) is what the help
+    shows as each default, when a bare command starts from other values than the dataclass's
+    (``tdrl train`` starts from the smoke preset).
     """
     hints = _field_types(cls)
+    shown_defaults = to_dict(defaults) if defaults is not None else {}
     for f in dataclasses.fields(cls):
-        if f.metadata.get("cli") is False:
-            continue
         base, _ = _strip_optional(hints[f.name])
-        helptext = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        if f.name in shown_defaults:
+            default = shown_defaults[f.name]
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+        helptext = f"{f.metadata.get('help', '')} (default: {shown})"
         if typing.get_origin(base) is typing.Literal:
             choices = typing.get_args(base)
-            parser.add_argument(option_name(f.name), dest=f.name, default=None, choices=choices,
-                                help=f"{helptext} (default: {default})")
+            kind = int if all(type(c) is int for c in choices) else None
+            parser.add_argument(option_name(f), dest=f.name, default=None, choices=choices, type=kind, help=helptext)
         elif base is bool:
-            parser.add_argument(option_name(f.name), dest=f.name, default=None,
-                                action=argparse.BooleanOptionalAction, help=f"{helptext} (default: {default})")
+            parser.add_argument(option_name(f), dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+                                help=helptext)
         else:
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            parser.add_argument(option_name(f.name), dest=f.name, default=None, metavar=f.name.upper(),
-                                help=f"{helptext} (default: {shown})")
+            parser.add_argument(option_name(f), dest=f.name, default=None, metavar=f.name.upper(), help=helptext)
 
 
-def given_arguments(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The options of ``cls`` the user actually gave (value not None)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+def given_arguments(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
+    """The options of ``cls`` the user actually gave (value not None), keyed by field name, with
+    the ``path`` fields made absolute against the current folder (a path typed on a command line
+    means what the shell means by it). ``prefix`` is the ``dest`` prefix the options were added with."""
+    from tdrl.config.paths import absolute
+
+    given = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, prefix + f.name, None)
+        if value is not None:
+            given[f.name] = absolute(value) if f.metadata.get("path") and value else value
+    return given
 
 
 def replace(cfg: T, **changes: Any) -> T:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from tdrl.config.base import ConfigError, check_choice, check_int, check_range
+from tdrl.config.base import ConfigError, check_declared, check_int, check_range
 
-DATASETS = ("sthv1", "sthv2", "kinetics400", "list")
 # Datasets where left/right carries the class ("pushing from left to right"): never flip them.
 ORDER_SENSITIVE = ("sthv1", "sthv2")
 
@@ -22,18 +21,20 @@ class DataConfig:
     SECTION: ClassVar[str] = "data"
 
     dataset: Literal["sthv1", "sthv2", "kinetics400", "list"] = field(
-        default="sthv2", metadata={"help": "annotation format: sthv1, sthv2, kinetics400 or list"})
+        default="sthv2", metadata={"help": "annotation format"})
     root: str = field(default="data/synth", metadata={
-        "help": "dataset directory; relative annotation/label paths are resolved against it"})
+        "help": "dataset directory; in a configuration file, relative annotation/label paths are "
+                "resolved against it (on a command line, against the current folder)", "path": True})
     video_dir: str = field(default="", metadata={
-        "help": "folder of the videos / frame folders, relative to root (empty = root itself)"})
+        "help": "folder of the videos / frame folders (empty = root itself; in a configuration file, "
+                "relative to root)", "path": True})
     train_annotations: str | None = field(default=None, metadata={
-        "help": "training annotation file (none = the official name for sthv1/sthv2)"})
+        "help": "training annotation file (none = the official name for sthv1/sthv2)", "path": True})
     val_annotations: str | None = field(default=None, metadata={
-        "help": "validation annotation file (none = the official name for sthv1/sthv2)"})
+        "help": "validation annotation file (none = the official name for sthv1/sthv2)", "path": True})
     labels: str | None = field(default=None, metadata={
         "help": "label file: V1 CSV / V2 JSON (none = official name); kinetics400/list: optional "
-                "one-class-per-line map fixing the index order"})
+                "one-class-per-line map fixing the index order", "path": True})
     video_ext: str = field(default=".webm", metadata={"help": "extension of sthv2 videos (<id><ext>)"})
     decoder: Literal["auto", "decord", "pyav"] = field(default="auto", metadata={
         "help": "video decoder; auto = decord when importable, else PyAV"})
@@ -50,12 +51,13 @@ class DataConfig:
     flip: bool | None = field(default=None, metadata={
         "help": "random horizontal flip in training; none = off for sthv1/sthv2, on otherwise"})
     num_clips: int = field(default=1, metadata={"help": "evaluation clips per video"})
-    num_crops: int = field(default=1, metadata={"help": "evaluation crops per clip: 1 (centre) or 3"})
+    num_crops: Literal[1, 3] = field(default=1, metadata={"help": "evaluation crops per clip: 1 (centre) or 3"})
     on_error: Literal["raise", "skip"] = field(default="raise", metadata={
         "help": "unreadable item in training: raise, or skip (load another item) and count"})
     max_error_fraction: float = field(default=0.01, metadata={
         "help": "with on_error=skip, abort once an epoch's failures exceed this fraction of the dataset"})
-    workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
+    workers: int = field(default=2, metadata={"help": "DataLoader worker processes per training worker",
+                                              "option": "--data-workers"})
     decode_on: Literal["loader", "device"] = field(default="loader", metadata={
         "help": "where frames are decoded and augmented: loader (CPU workers give float clips) or device "
                 "(workers give JPEG bytes + crop/flip parameters; tdrl.data.gpu_decode.decode_and_augment "
@@ -63,11 +65,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         s = self.SECTION
-        check_choice(f"{s}.dataset", self.dataset, DATASETS)
+        check_declared(self)
         if not isinstance(self.root, str) or not self.root:
             raise ConfigError(f"{s}.root={self.root!r} must be a non-empty directory path")
-        check_choice(f"{s}.decoder", self.decoder, ("auto", "decord", "pyav"))
-        check_choice(f"{s}.sampling", self.sampling, ("auto", "segments", "window"))
         check_int(f"{s}.window", self.window, 1)
         check_int(f"{s}.input_size", self.input_size, 8)
         check_int(f"{s}.short_side", self.short_side, 8)
@@ -80,14 +80,9 @@ class DataConfig:
         for i, v in enumerate(self.scales):
             check_range(f"{s}.scales[{i}]", v, 0.0, 1.0, low_open=True)
         check_int(f"{s}.max_distort", self.max_distort, 0)
-        if self.flip is not None and not isinstance(self.flip, bool):
-            raise ConfigError(f"{s}.flip={self.flip!r} must be true, false or none")
         check_int(f"{s}.num_clips", self.num_clips, 1)
-        check_choice(f"{s}.num_crops", self.num_crops, (1, 3))
-        check_choice(f"{s}.on_error", self.on_error, ("raise", "skip"))
         check_range(f"{s}.max_error_fraction", self.max_error_fraction, 0.0, 1.0)
         check_int(f"{s}.workers", self.workers, 0)
-        check_choice(f"{s}.decode_on", self.decode_on, ("loader", "device"))
         if not self.video_ext.startswith("."):
             raise ConfigError(f"{s}.video_ext={self.video_ext!r} must start with a dot, e.g. .webm")
 

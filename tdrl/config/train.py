@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from tdrl.config.base import ConfigError, check_choice, check_int, check_range
+from tdrl.config.base import ConfigError, check_declared, check_int, check_range
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -45,7 +45,7 @@ class TrainConfig:
     channels_last: bool | None = field(default=None, metadata={"help": "channels_last memory format; "
                                                                         "none = on GPU only"})
     storage_path: str = field(default="runs", metadata={
-        "help": "Ray Train storage: local folder (made absolute) or a URI (s3://, gs://, NFS path)"})
+        "help": "Ray Train storage: local folder (made absolute) or a URI (s3://, gs://, NFS path)", "path": True})
     name: str | None = field(default=None, metadata={
         "help": "run name; the same name + storage_path resumes a stopped run (none = tdrl-<time>)"})
     mlflow_uri: str | None = field(default=None, metadata={
@@ -68,6 +68,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         s = self.SECTION
+        check_declared(self)
         check_int(f"{s}.epochs", self.epochs, 1)
         check_int(f"{s}.batch_size", self.batch_size, 1)
         check_range(f"{s}.lr_per_64", self.lr_per_64, 0.0, low_open=True)
@@ -83,16 +84,10 @@ class TrainConfig:
         check_int(f"{s}.warmup_epochs", self.warmup_epochs, 0)
         check_range(f"{s}.momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range(f"{s}.weight_decay", self.weight_decay, 0.0)
-        check_choice(f"{s}.decay_policy", self.decay_policy, ("weights", "all"))
         if self.grad_clip is not None:
             check_range(f"{s}.grad_clip", self.grad_clip, 0.0, low_open=True)
         check_int(f"{s}.workers", self.workers, 1)
         check_int(f"{s}.cpus_per_worker", self.cpus_per_worker, 1)
-        if self.use_gpu is not None and not isinstance(self.use_gpu, bool):
-            raise ConfigError(f"{s}.use_gpu={self.use_gpu!r} must be true, false or none")
-        check_choice(f"{s}.precision", self.precision, ("auto", "fp32", "bf16"))
-        if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise ConfigError(f"{s}.channels_last={self.channels_last!r} must be true, false or none")
         if not isinstance(self.storage_path, str) or not self.storage_path:
             raise ConfigError(f"{s}.storage_path={self.storage_path!r} must be a folder or URI")
         if self.name is not None and not NAME_RE.match(self.name):
@@ -105,7 +100,6 @@ class TrainConfig:
         check_int(f"{s}.max_failures", self.max_failures, -1)
         if self.eval_batch_size is not None:
             check_int(f"{s}.eval_batch_size", self.eval_batch_size, 1)
-        check_choice(f"{s}.progress", self.progress, ("auto", "bar", "lines", "none"))
         if self.fail_at_step is not None:
             check_int(f"{s}.fail_at_step", self.fail_at_step, 1)
         check_int(f"{s}.fail_rank", self.fail_rank, 0)

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from tdrl.config.data import DATASETS, DataConfig
+from tdrl.config.base import literal_values
+from tdrl.config.data import DataConfig
 from tdrl.data.annotations import AnnotationError, class_counts, load_annotations
 from tdrl.data.decoding import DecodeError, open_video
 from tdrl.data.sampling import sample_indices
@@ -26,7 +27,8 @@ LIST_LIMIT = 50  # problem items listed per split (all are counted)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="annotation format")
+    parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
+                        help="annotation format")
     parser.add_argument("--root", required=True, help="dataset directory")
     parser.add_argument("--annotations", action="append", default=None, metavar="FILE",
                         help="annotation file (repeat for several splits); default: official sthv1/sthv2 "

@@ -320,9 +320,11 @@ def prepare_dataset(dataset: str, root: str | Path, out: str | Path, *,
 # --- the `tdrl data prepare` command ----------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tdrl.config.data import DATASETS
+    from tdrl.config.base import literal_values
+    from tdrl.config.data import DataConfig
 
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="annotation format of the source")
+    parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
+                        help="annotation format of the source")
     parser.add_argument("--root", required=True, help="source dataset directory")
     parser.add_argument("--annotations", action="append", default=None, metavar="[SPLIT=]FILE",
                         help="annotation file of a split, repeatable (a bare FILE names the split after its "

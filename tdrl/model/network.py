@@ -12,10 +12,13 @@ backbone.
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import torch
 import torch.nn as nn
 
-from tdrl.config.model import ModelConfig
+from tdrl.config.base import ConfigError
+from tdrl.config.model import ModelConfig, parse_block
 from tdrl.model.block import TemporalBlock
 from tdrl.model.mem import MotionEnhancement
 from tdrl.model.pem import ProgressiveEnhancement
@@ -31,17 +34,22 @@ _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
+def block_position(layers: Mapping[str, Sequence[nn.Module]], name: str, network: str = "") -> tuple[str, int]:
+    """``layerK.I`` -> ``("layerK", i)`` with ``0 <= i < len(layers["layerK"])``; a ConfigError names
+    the indices the stage has (of ``network``, e.g. the backbone's name)."""
+    stage, i = parse_block(name)
+    n = len(layers[stage])
+    if not -n <= i < n:
+        where = f" of {network}" if network else ""
+        raise ConfigError(f"block {name!r}: {stage}{where} has {n} blocks (indices {-n}..{n - 1})")
+    return stage, i % n
+
+
 def _td_block_set(cfg: ModelConfig, layers: dict[str, nn.Sequential]) -> set[tuple[str, int]]:
-    chosen = set()
-    for name in cfg.td_blocks:
-        stage, _, idx = name.partition(".")
-        n = len(layers[stage])
-        i = int(idx)
-        if not -n <= i < n:
-            raise ValueError(f"model.td_blocks has {name!r} but {stage} of {cfg.backbone} has {n} blocks "
-                             f"(indices {-n}..{n - 1})")
-        chosen.add((stage, i % n))
-    return chosen
+    try:
+        return {block_position(layers, name, cfg.backbone) for name in cfg.td_blocks}
+    except ConfigError as exc:
+        raise ConfigError(f"model.td_blocks: {exc}") from None
 
 
 class TDRLNet(nn.Module):

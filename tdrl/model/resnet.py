@@ -11,8 +11,11 @@ import torch
 import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-# depth name -> (block type, blocks per stage), as in torchvision.models.resnet
-ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+from tdrl.config.model import Backbone
+
+# backbone -> (block type, blocks per stage), as in torchvision.models.resnet; the names allowed are
+# ModelConfig.backbone's type (a test checks that this table builds every one of them).
+ARCHS: dict[Backbone, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),

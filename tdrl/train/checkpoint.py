@@ -17,12 +17,13 @@ from typing import Any, Mapping
 
 import torch
 
+from tdrl.config.base import marked_fields
+from tdrl.config.experiment import Experiment
+from tdrl.config.model import ModelConfig
+
 FORMAT = "tdrl-checkpoint-v1"
 FILENAME = "checkpoint.pt"
 REQUIRED = ("format", "epoch", "model", "optimizer", "scheduler", "config", "metrics", "mlflow_run_id")
-# ModelConfig fields that change the parameters or what they mean; a checkpoint must match all of them.
-ARCH_FIELDS = ("backbone", "width", "num_classes", "frames", "temporal", "shift_div", "enhance",
-               "enhance_position", "mem_init", "reduction")
 
 
 class CheckpointError(RuntimeError):
@@ -65,10 +66,8 @@ def save_checkpoint(directory: str | Path, *, epoch: int, model: torch.nn.Module
 
 def arch_of(flat: Mapping[str, Any]) -> dict[str, Any]:
     """The architecture-defining ``model.*`` values of a flat configuration, normalised for comparison."""
-    from tdrl.config.experiment import Experiment
-
     model = Experiment.from_flat({k: v for k, v in flat.items() if k.startswith("model.")}).model
-    return {f: getattr(model, f) for f in ARCH_FIELDS}
+    return {f: getattr(model, f) for f in marked_fields(ModelConfig, "arch")}
 
 
 def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None,
@@ -89,7 +88,7 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None,
         raise CheckpointError(f"{file}: incomplete tdrl checkpoint, missing {', '.join(missing)}")
     if expect is not None:
         have, want = arch_of(state["config"]), arch_of(expect)
-        diff = [f"model.{k}={have[k]!r} (expected {want[k]!r})" for k in ARCH_FIELDS if have[k] != want[k]]
+        diff = [f"model.{k}={have[k]!r} (expected {want[k]!r})" for k in have if have[k] != want[k]]
         if diff:
             raise CheckpointError(f"{file}: checkpoint is of another network: {'; '.join(diff)}")
     return state

@@ -8,30 +8,19 @@ the end), e.g. ``layer1.0`` (paper Fig. 3) or ``layer2.-1`` (Fig. 4).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from tdrl.model.block import TemporalBlock
-from tdrl.model.network import TDRLNet
-
-BLOCK_RE = re.compile(r"^layer([1-4])\.(-?\d+)$")
+from tdrl.model.network import STAGES, TDRLNet, block_position
 
 
 def resolve_block(model: TDRLNet, name: str) -> tuple[str, TemporalBlock]:
     """``layerK.I`` -> (canonical ``layerK.i`` with i >= 0, the block); errors list what exists."""
-    m = BLOCK_RE.match(name.strip())
-    if not m:
-        raise ValueError(f"block {name!r}: write blocks as layerK.I (K in 1-4, I a block index, negative "
-                         f"from the end), e.g. layer1.0 or layer2.-1")
-    stage = f"layer{m.group(1)}"
-    blocks = getattr(model, stage)
-    n, i = len(blocks), int(m.group(2))
-    if not -n <= i < n:
-        raise ValueError(f"block {name!r}: {stage} has {n} blocks (indices {-n}..{n - 1})")
-    return f"{stage}.{i % n}", blocks[i % n]
+    stage, i = block_position({s: getattr(model, s) for s in STAGES}, name)
+    return f"{stage}.{i}", getattr(model, stage)[i]
 
 
 @dataclass

@@ -45,3 +45,19 @@ def test_from_dict_flatten_and_cli() -> None:
     args = p.parse_args(["--dataset", "kinetics400", "--no-flip", "--max-error-fraction", "0.1"])
     cfg2 = from_dict(DataConfig, given_arguments(args, DataConfig), section="data")
     assert (cfg2.dataset, cfg2.flip, cfg2.max_error_fraction) == ("kinetics400", False, 0.1)
+
+
+def test_cli_options_from_the_types_and_paths_from_the_current_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    p = argparse.ArgumentParser()
+    add_arguments(p, DataConfig)
+    args = p.parse_args(["--root", "DIR", "--train-annotations", "DIR/x.csv", "--num-crops", "3",
+                         "--data-workers", "0", "--labels", "/abs/labels.json"])
+    given = given_arguments(args, DataConfig)
+    # A path typed on a command line means what the shell means: relative to the current folder.
+    assert given["root"] == str(tmp_path / "DIR") and given["train_annotations"] == str(tmp_path / "DIR/x.csv")
+    assert given["labels"] == "/abs/labels.json"
+    assert given["num_crops"] == 3 and given["workers"] == "0"  # --data-workers: the field's own option name
+    with pytest.raises(SystemExit):
+        p.parse_args(["--num-crops", "2"])  # choices from Literal[1, 3]
+    assert from_dict(DataConfig, {"num_crops": "3"}).num_crops == 3

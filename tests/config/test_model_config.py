@@ -56,3 +56,30 @@ def test_flatten_round_trip():
     assert flat["model.td_ratio"] == 0.75 and flat["model.td_blocks"] == "layer4.-1"
     back = from_dict(ModelConfig, split_flat(flat, ["model"])["model"], section="model")
     assert back == cfg
+
+
+def test_allowed_values_and_architecture_fields_come_from_the_types():
+    from tdrl.config.base import literal_values, marked_fields
+    from tdrl.model.resnet import ARCHS
+
+    assert literal_values(ModelConfig, "temporal") == ("tim", "tsm", "none")
+    assert set(ARCHS) == set(literal_values(ModelConfig, "backbone"))  # every allowed backbone is buildable
+    assert marked_fields(ModelConfig, "arch") == ("backbone", "width", "num_classes", "frames", "temporal",
+                                                  "shift_div", "enhance", "enhance_position", "mem_init",
+                                                  "reduction")
+
+
+@pytest.mark.parametrize("name,parsed", [("layer1.0", ("layer1", 0)), ("layer4.-1", ("layer4", -1)),
+                                         (" layer2.3 ", ("layer2", 3))])
+def test_block_names_parse(name, parsed):
+    from tdrl.config.model import parse_block
+
+    assert parse_block(name) == parsed
+
+
+@pytest.mark.parametrize("name", ["layer5.0", "layer1", "stage1.0", "layer1.x", ""])
+def test_bad_block_names_are_refused(name):
+    from tdrl.config.model import parse_block
+
+    with pytest.raises(ConfigError, match="layerK.I"):
+        parse_block(name)
