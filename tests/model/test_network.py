@@ -127,5 +127,5 @@ def test_fast_paths_equal_straightforward_paths(enhance, temporal):
         slow_scores, slow_td = slow(clips)
     assert torch.allclose(fast_scores, slow_scores, atol=1e-5, rtol=1e-5)
     assert torch.allclose(fast_td, slow_td, atol=1e-5, rtol=1e-5)
-    assert slow.layer1[0].enhance is not model.layer1[0].enhance or enhance == "none"
-    assert slow.layer2[0].conv1.weight is model.layer2[0].conv1.weight  # shared parameters
+    # Shared parameters: training the straightforward network trains the fast one.
+    assert {id(p) for p in slow.parameters()} == {id(p) for p in model.parameters()}
