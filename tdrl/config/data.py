@@ -58,6 +58,9 @@ class DataConfig:
         "help": "with on_error=skip, abort once an epoch's failures exceed this fraction of the dataset"})
     workers: int = field(default=2, metadata={"help": "DataLoader worker processes per training worker",
                                               "option": "--data-workers"})
+    cache: bool = field(default=False, metadata={
+        "help": "keep each loader process's decoded videos (training) and finished clips (evaluation) in "
+                "memory, for small data sets that fit (the bench preset: ~0.5 GB); results are identical"})
     decode_on: Literal["loader", "device"] = field(default="loader", metadata={
         "help": "where frames are decoded and augmented: loader (CPU workers give float clips) or device "
                 "(workers give JPEG bytes + crop/flip parameters; tdrl.data.gpu_decode.decode_and_augment "

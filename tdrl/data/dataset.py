@@ -49,7 +49,7 @@ class VideoDataset(Dataset):
     def __init__(self, annotations: Annotations, frames: int, *, train: bool, sampling: str = "segments",
                  window: int = 64, transform: TrainPreset | EvalPreset | None = None, num_clips: int = 1,
                  decoder: str = "auto", on_error: str = "raise", max_error_fraction: float = 0.01,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cache: bool = False) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be raise or skip, got {on_error!r}")
         self.classes = annotations.classes
@@ -64,6 +64,12 @@ class VideoDataset(Dataset):
         self.on_error = on_error
         self.max_error_fraction = max_error_fraction
         self.seed = seed
+        # data.cache: per process (each DataLoader worker fills its own; persistent workers keep it
+        # across epochs). Training keeps every decoded frame of a video, since the sampled frames
+        # change each epoch; evaluation keeps the finished clip, which never changes.
+        self.cache = cache
+        self._frames: dict[int, np.ndarray] = {}
+        self._clips: dict[int, torch.Tensor] = {}
         # Shared like the counts so persistent DataLoader workers see set_epoch from the main process.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         # (rows, 2): [items attempted, items failed] per process; shared so workers' counts are visible.
@@ -102,22 +108,34 @@ class VideoDataset(Dataset):
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
         """Load item ``index`` ignoring the policy; raises DecodeError on any failure."""
+        if index in self._clips:
+            return self._clips[index], self.records[index].label
         rec = self.records[index]
-        video = open_video(rec.path, self.decoder)
-        n = len(video)
+        if self.cache and self.train:
+            if index not in self._frames:
+                video = open_video(rec.path, self.decoder)
+                self._frames[index] = video.get(list(range(len(video))))  # (N, H, W, C) uint8
+            all_frames = self._frames[index]
+            n, get = len(all_frames), all_frames.__getitem__
+        else:
+            video = open_video(rec.path, self.decoder)
+            n, get = len(video), video.get
         rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
         idx = sample_indices(self.sampling, n, self.frames, train=self.train, rng=rng,
                              window=self.window, num_clips=self.num_clips)  # (clips, T)
         # One decode call for all clips: decord seeks once per key frame instead of once per clip.
         flat = idx.reshape(-1)
         uniq, inverse = np.unique(flat, return_inverse=True)
-        frames = video.get(uniq.tolist())[inverse]  # (clips*T, H, W, C) uint8
+        frames = get(uniq.tolist())[inverse]  # (clips*T, H, W, C) uint8
         if self.train:
             clip = self.transform(frames, rng)  # (T, C, S, S)
             return clip, rec.label
         views = [self.transform(frames[c * self.frames:(c + 1) * self.frames]) for c in range(self.num_clips)]
         out = torch.cat(views)  # (clips*crops, T, C, S, S), clip-major
-        return (out[0] if out.shape[0] == 1 else out), rec.label
+        out = out[0] if out.shape[0] == 1 else out
+        if self.cache:
+            self._clips[index] = out
+        return out, rec.label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         row = self._row()
@@ -185,17 +203,22 @@ def build_dataset(cfg: DataConfig, split: str, frames: int, *, train: bool, seed
         from tdrl.data.gpu_decode import FrameBytesDataset as cls  # noqa: N813
     return cls(ann, frames, train=train, sampling=cfg.sampling_mode, window=cfg.window,
                transform=transform, num_clips=clips, decoder=cfg.decoder, on_error=cfg.on_error,
-               max_error_fraction=cfg.max_error_fraction, seed=seed)
+               max_error_fraction=cfg.max_error_fraction, seed=seed, cache=cfg.cache)
 
 
-def build_loader(dataset: VideoDataset, batch_size: int, *, shuffle: bool, workers: int = 2,
-                 drop_last: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader with persistent workers (decoders and the shared counter survive epochs); datasets
-    with a ``collate_fn`` (decode_on=device: JPEG bytes) bring their own."""
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                                       drop_last=drop_last, generator=g, pin_memory=False,
-                                       collate_fn=getattr(dataset, "collate_fn", None),
+def build_loader(dataset: torch.utils.data.Dataset, batch_size: int, *, shuffle: bool = False,
+                 sampler: torch.utils.data.Sampler | None = None, workers: int = 2, drop_last: bool = False,
+                 pin_memory: bool = False, seed: int | None = 0) -> torch.utils.data.DataLoader:
+    """The one way tdrl builds a DataLoader: persistent workers (decoders and the shared failure counter
+    survive epochs), and the dataset's own ``collate_fn`` when it has one (``decode_on=device``: JPEG
+    bytes), also through a ``Subset`` shard. ``seed`` seeds the loader's generator (shuffling, worker
+    seeds); None draws them from torch's global generator."""
+    base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+    generator = None
+    if seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                                       num_workers=workers, drop_last=drop_last, generator=generator,
+                                       pin_memory=pin_memory, collate_fn=getattr(base, "collate_fn", None),
                                        persistent_workers=workers > 0)
-

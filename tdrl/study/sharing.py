@@ -39,7 +39,7 @@ RESULTS_VERSION = 2  # 2: parameter groups (no decay on norm layers/biases) and 
 _IGNORED = {
     "train.name", "train.storage_path", "train.mlflow_uri", "train.experiment", "train.progress",
     "train.max_failures", "train.keep_best", "train.fail_at_step", "train.fail_rank", "train.cpus_per_worker",
-    "data.workers", "data.on_error", "data.max_error_fraction", "train.seed",
+    "data.workers", "data.on_error", "data.max_error_fraction", "data.cache", "train.seed",
 }
 _DATA_PATHS = ("data.root", "data.video_dir", "data.train_annotations", "data.val_annotations", "data.labels")
 
