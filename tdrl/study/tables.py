@@ -241,27 +241,36 @@ def save_chart(study: Study, table: pd.DataFrame, path: str | Path, *, title: st
                                  ylabel=f"top-1 difference to {base} (points)")
 
 
-def write_outputs(study: Study, table: pd.DataFrame, out_dir: str | Path, *, caption: str = "") -> dict[str, Path]:
-    """``<study>.md``, ``<study>.csv`` and ``<study>.png`` in ``out_dir``; returns the paths."""
+def write_outputs(study: Study, table: pd.DataFrame, out_dir: str | Path, *, caption: str = "",
+                  records: pd.DataFrame | None = None) -> dict[str, Path]:
+    """``<study>.md``, ``<study>.csv`` and ``<study>.png`` in ``out_dir`` (and ``<study>_runs.csv``, one
+    line per run, when ``records`` are given, so the statistics can be recomputed); returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    if records is not None:
+        paths["runs"] = out / f"{study.name}_runs.csv"
+        keep = [c for c in ("row", "seed", "top1", "top5", "train_top1", "shared", "run_id") if c in records]
+        runs = records[keep].assign(seed=pd.to_numeric(records["seed"], errors="coerce").astype("Int64"))
+        runs.sort_values(["row", "seed"]).to_csv(paths["runs"], index=False)
     md = out / f"{study.name}.md"
     md.write_text(to_markdown(study, table, caption=caption))
     csv = out / f"{study.name}.csv"
     table.to_csv(csv, index=False)
     png = save_chart(study, table, out / f"{study.name}.png", title=f"{study.title}" + (f"\n{caption}" if caption else ""))
-    return {"markdown": md, "csv": csv, "png": png}
+    return {"markdown": md, "csv": csv, "png": png, **paths}
 
 
 def study_table(study: Study, uri: str, *, experiment: str | None = None, parent_run_id: str | None = None,
-                study_run: str | None = None) -> tuple[pd.DataFrame, str | None]:
-    """The table of a study's (newest, or given) parent run; ``(table, parent_run_id)``."""
+                study_run: str | None = None) -> tuple[pd.DataFrame, str | None, pd.DataFrame]:
+    """The table of a study's (newest, or given) parent run; ``(table, parent_run_id, records)``."""
     experiment = experiment or experiment_name(study)
     parent_run_id = parent_run_id or find_parent_run(uri, experiment, study_run)
     if parent_run_id is None:
-        return build_table(study, runs_to_records(pd.DataFrame())), None
+        records = runs_to_records(pd.DataFrame())
+        return build_table(study, records), None, records
     records = runs_to_records(child_runs(uri, experiment, parent_run_id))
-    return build_table(study, records), parent_run_id
+    return build_table(study, records), parent_run_id, records
 
 
 def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | None = None,
@@ -270,13 +279,13 @@ def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | Non
     """Read, write (md/csv/png), print, and log the files as artifacts (``tables/``) on the parent run."""
     import mlflow
 
-    table, parent = study_table(study, uri, experiment=experiment, parent_run_id=parent_run_id,
-                                study_run=study_run)
+    table, parent, records = study_table(study, uri, experiment=experiment, parent_run_id=parent_run_id,
+                                         study_run=study_run)
     caption = ""
     if parent is not None:
         run = mlflow.MlflowClient(tracking_uri=uri).get_run(parent)
         caption = run.data.tags.get(STUDY_RUN_TAG, "") or run.info.run_name or ""
-    paths = write_outputs(study, table, out_dir, caption=caption)
+    paths = write_outputs(study, table, out_dir, caption=caption, records=records)
     if echo:
         print(paths["markdown"].read_text())
         if parent is None:

@@ -50,7 +50,7 @@ _SMALL_NET = {"model.backbone": "resnet18", "model.width": 0.25, "model.dropout"
 
 # The bench preset's difficulty and length (calibration: docs/results.md).
 BENCH_KNOBS = {"motion_scale": 0.75, "motion_window": 0.75, "moving_distractors": 1, "occluders": 1, "jitter": 1.0}
-BENCH_EPOCHS, BENCH_STEPS = 15, "12"
+BENCH_EPOCHS, BENCH_STEPS = 20, "16"
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -84,7 +84,7 @@ PRESETS: dict[str, Preset] = {
          "train.epochs": BENCH_EPOCHS, "train.batch_size": 8, "train.workers": 1, "train.lr_per_64": 0.08,
          "train.warmup_epochs": 1, "train.lr_steps": BENCH_STEPS, "train.grad_clip": 20.0,
          "train.experiment": "tdrl-bench"},
-        {"num_classes": 14, "train_per_class": 50, "val_per_class": 72, "frames": 16, "size": 64, "seed": 0,
+        {"num_classes": 14, "train_per_class": 40, "val_per_class": 72, "frames": 16, "size": 64, "seed": 0,
          **BENCH_KNOBS}),
     "paper": Preset(
         "paper", "the paper's recipe: TDRL-R50 8f 224px on Something-Something V1, 50 epochs on 8 GPUs",

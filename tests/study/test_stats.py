@@ -100,3 +100,20 @@ def test_table_pairs_rows_with_the_baseline_by_seed():
     assert list(chart["row"]) == [r.label for r in study.rows if r.key != "baseline"]
     pem = chart[chart["row"] == "+PEM"].iloc[0]
     assert pem["measured"] == pytest.approx(3.0) and pem["paper"] == pytest.approx(2.6)
+
+
+def test_outputs_hold_the_same_numbers_and_every_run(tmp_path):
+    from tdrl.study.tables import write_outputs
+
+    study = get_study("table7")
+    recs = _records({"lambda0": {1: (50.0, 60.0), 0: (52.0, 61.0)}, "lambda1e-4": {0: (55.0, 58.0), 1: (51.0, 57.0)}})
+    recs["run_id"] = [f"r{i}" for i in range(len(recs))]
+    table = build_table(study, recs)
+    paths = write_outputs(study, table, tmp_path, records=recs)
+    back = pd.read_csv(paths["csv"]).set_index("key")
+    assert back.loc["lambda1e-4", "diff_mean"] == pytest.approx(2.0)  # (55-52 + 51-50) / 2
+    assert back.loc["lambda1e-4", "train_top1_mean"] == pytest.approx(57.5)
+    runs = pd.read_csv(paths["runs"])
+    assert list(zip(runs["row"], runs["seed"])) == [("lambda0", 0), ("lambda0", 1), ("lambda1e-4", 0), ("lambda1e-4", 1)]
+    assert "+2.0 [" in paths["markdown"].read_text()
+    assert paths["png"].stat().st_size > 5000
