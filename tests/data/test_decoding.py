@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import ramp_frames, write_video
+from data_helpers import ramp_frames, write_video
 from tdrl.data.decoding import DecodeError, FrameFolder, open_video
 
 
