@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from tdrl.config.base import marked_fields
+from tdrl.config.base import ConfigError, InputError, marked_fields
 from tdrl.config.experiment import Experiment
 from tdrl.config.model import ModelConfig
 
@@ -26,7 +26,7 @@ FILENAME = "checkpoint.pt"
 REQUIRED = ("format", "epoch", "model", "optimizer", "scheduler", "config", "metrics", "mlflow_run_id")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint cannot be used; the message names the file and the reason."""
 
 
@@ -100,3 +100,25 @@ def load_model_state(model: torch.nn.Module, state: Mapping[str, Any], file: str
         model.load_state_dict(state["model"], strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint_file(file)}: weights do not fit the network: {exc}") from exc
+
+
+def load_trained(path: str | Path, *, expect: Mapping[str, Any] | None = None,
+                 map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, Experiment, dict[str, Any]]:
+    """A trained network from a checkpoint (file or epoch folder): ``(network, experiment, state)``.
+
+    The network is rebuilt from the checkpoint's own configuration, loaded strictly and put in eval
+    mode, on the CPU; ``experiment`` is that configuration with ``model.pretrained`` cleared (the
+    checkpoint's weights replace ImageNet's, so nothing is read or downloaded for them); ``state`` is
+    the checkpoint (optimizer, scheduler, epoch, metrics, history, MLflow run id). ``expect`` refuses
+    another architecture (see :func:`load_checkpoint`). Used by resume, ``tdrl eval`` and the figures.
+    """
+    from tdrl.model.network import build_model
+
+    state = load_checkpoint(path, expect=expect, map_location=map_location)
+    try:
+        exp = Experiment.from_flat({**state["config"], "model.pretrained": None})
+    except ConfigError as exc:
+        raise CheckpointError(f"{checkpoint_file(path)}: its configuration is not valid here: {exc}") from exc
+    model = build_model(exp.model)
+    load_model_state(model, state, path)
+    return model.eval(), exp, state

@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -42,13 +41,6 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] 
     return {f"top{k}": 100.0 * c / n for k, c in topk_correct(scores, labels, ks).items()}
 
 
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on request (the loop resolves "auto"); a no-op context for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, batches: Iterable[tuple[Any, torch.Tensor]], device: torch.device,
             precision: str = "fp32", *, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,6 +50,7 @@ def predict(model: torch.nn.Module, batches: Iterable[tuple[Any, torch.Tensor]],
     averaged over V), or JPEG batches of ``data.decode_on=device`` that are decoded on ``device``.
     """
     from tdrl.data.gpu_decode import batch_to_device
+    from tdrl.train.runtime import autocast
 
     model.eval()
     all_scores, all_labels = [], []
@@ -67,7 +60,7 @@ def predict(model: torch.nn.Module, batches: Iterable[tuple[Any, torch.Tensor]],
         views = clips.shape[1] if clips.dim() == 6 else 1
         if views > 1 or clips.dim() == 6:
             clips = clips.flatten(0, 1)  # (N*V, T, C, H, W)
-        with autocast_for(device, precision):
+        with autocast(device, precision):
             scores, _ = model(clips)
         scores = scores.float().view(n, views, -1).mean(dim=1)  # (N, K)
         all_scores.append(scores.cpu())
@@ -114,39 +107,27 @@ def evaluate_checkpoint(checkpoint: str | Path, data_overrides: dict[str, Any] |
                         batch_size: int = 4, device: str = "auto", precision: str = "auto",
                         progress: bool = True) -> dict[str, Any]:
     """Scores of one checkpoint on its validation split: ``{"scores", "labels", "loss", "top1", "top5"}``."""
-    from tdrl.config.experiment import Experiment
-    from tdrl.data.dataset import build_dataset
-    from tdrl.model.network import build_model
-    from tdrl.train.checkpoint import checkpoint_file, load_checkpoint, load_model_state
+    from tdrl.data.dataset import build_dataset, build_loader
+    from tdrl.train.checkpoint import checkpoint_file, load_trained
+    from tdrl.train.runtime import resolve_runtime
 
-    state = load_checkpoint(checkpoint)
-    flat = dict(state["config"])
-    # The weights come from the checkpoint: never download ImageNet weights just to overwrite them.
-    flat["model.pretrained"] = None
-    exp = Experiment.from_flat(flat).override({f"data.{k}": v for k, v in (data_overrides or {}).items()})
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
-    model = build_model(exp.model)
-    load_model_state(model, state, checkpoint)
-    model.to(dev)
-    if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model, exp, _ = load_trained(checkpoint)
+    exp = exp.override({f"data.{k}": v for k, v in (data_overrides or {}).items()})
+    runtime = resolve_runtime(device, precision)
+    runtime.place(model)
     dataset = build_dataset(exp.data, "val", exp.model.frames, train=False, seed=exp.train.seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=exp.data.workers,
-                                         collate_fn=getattr(dataset, "collate_fn", None))
-    batches: Iterable = loader
+    batches: Iterable = build_loader(dataset, batch_size, workers=exp.data.workers)
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(loader, desc=f"eval {checkpoint_file(checkpoint).parent.name}", unit="batch",
+        batches = tqdm(batches, desc=f"eval {checkpoint_file(checkpoint).parent.name}", unit="batch",
                        file=sys.stderr)
     t0 = time.time()
-    scores, labels, loss = predict(model, batches, dev, prec, channels_last=dev.type == "cuda")
-    out = {"scores": scores, "labels": labels, "loss": float(loss), "videos": int(labels.numel()),
-           "views": dataset.views, "frames": exp.model.frames, "seconds": time.time() - t0,
-           **topk_accuracy(scores, labels)}
-    return out
+    scores, labels, loss = predict(model, batches, runtime.device, runtime.precision,
+                                   channels_last=runtime.channels_last)
+    return {"scores": scores, "labels": labels, "loss": float(loss), "videos": int(labels.numel()),
+            "views": dataset.views, "frames": exp.model.frames, "seconds": time.time() - t0,
+            **topk_accuracy(scores, labels)}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The learning-rate recipe: linear scaling with the global batch, optional warm-up, step decay.
+"""The learning-rate schedule: optional linear warm-up, then step decay (the base lr, scaled linearly
+with the global batch, is ``TrainConfig.lr``).
 
 The paper trains with lr 0.01 for a batch of 64 clips and multiplies it by 0.1 at epochs 30, 40
 and 45 of 50 (Something-Something). The schedule is a function of the epoch only, stepped once per
@@ -8,11 +9,6 @@ epoch, so a run resumed from an epoch checkpoint continues with exactly the same
 from __future__ import annotations
 
 from typing import Sequence
-
-
-def scaled_lr(lr_per_64: float, global_batch: int) -> float:
-    """Linear scaling rule (Goyal et al.): ``lr_per_64 * global_batch / 64``."""
-    return lr_per_64 * global_batch / 64
 
 
 def lr_factor(epoch: int, steps: Sequence[int], gamma: float = 0.1, warmup_epochs: int = 0) -> float:
@@ -25,7 +21,3 @@ def lr_factor(epoch: int, steps: Sequence[int], gamma: float = 0.1, warmup_epoch
     if epoch < warmup_epochs:
         factor *= (epoch + 1) / (warmup_epochs + 1)
     return factor
-
-
-def lr_at(epoch: int, base_lr: float, steps: Sequence[int], gamma: float = 0.1, warmup_epochs: int = 0) -> float:
-    return base_lr * lr_factor(epoch, steps, gamma, warmup_epochs)

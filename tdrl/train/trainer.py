@@ -1,8 +1,7 @@
 """The driver: resolve an Experiment, start (or join) Ray, build the TorchTrainer and fit it.
 
-``fit(exp)`` is the Python entry point (``tdrl train`` and Tune trials call it); ``fit_flat(flat)``
-takes flat ``section.field`` keys. Everything the workers see is absolute: they run in a per-run
-folder, possibly on another node.
+``fit(exp)`` is the Python entry point (``tdrl train`` and Tune trials call it). Everything the
+workers see is absolute: they run in a per-run folder, possibly on another node.
 
 Resume. Ray Train V2 keeps the run's state under ``<storage_path>/<name>``: within a run, a worker
 or node failure restarts the worker group from the latest registered checkpoint, up to
@@ -28,6 +27,9 @@ from typing import Any, Mapping, Sequence
 
 from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
+from tdrl.config.paths import absolute, is_uri
+from tdrl.train.cluster import connect_ray
+from tdrl.train.console import quiet_console, train_logging_config
 
 SCORE = "val_top1"
 MIN_FREE_MB = 100  # refuse to start with less free space where checkpoints / the MLflow store go (TDRL_MIN_FREE_MB)
@@ -48,20 +50,15 @@ class TrainResult:
     ray_result: Any = field(repr=False, default=None)
 
 
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
 def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
     """Make local paths absolute, name the run and fix the MLflow URI (pure: no Ray, no I/O)."""
     from tdrl.train.tracking import tracking_uri
 
     base = Path(workdir or Path.cwd()).resolve()
-    changes: dict[str, Any] = {}
-    if not _is_uri(exp.data.root):
-        changes["data.root"] = str((base / exp.data.root).resolve())
-    if not _is_uri(exp.train.storage_path):
-        changes["train.storage_path"] = str((base / exp.train.storage_path).resolve())
+    changes: dict[str, Any] = {"data.root": absolute(exp.data.root, base),
+                               "train.storage_path": absolute(exp.train.storage_path, base)}
+    if exp.model.pretrained not in (None, "imagenet"):  # a .pth file, read by every worker
+        changes["model.pretrained"] = absolute(exp.model.pretrained, base)
     if exp.train.name is None:
         changes["train.name"] = time.strftime("tdrl-%Y%m%d-%H%M%S")
     changes["train.mlflow_uri"] = tracking_uri(exp.train.mlflow_uri, base)
@@ -113,7 +110,7 @@ def preflight_storage(exp: Experiment) -> None:
     are writable and not full (remote URIs are left to their clients)."""
     min_free = float(os.environ.get("TDRL_MIN_FREE_MB", MIN_FREE_MB))
     t = exp.train
-    if not _is_uri(t.storage_path):
+    if not is_uri(t.storage_path):
         _check_folder("train.storage_path", t.storage_path, Path(t.storage_path), min_free)
     if t.mlflow_uri and t.mlflow_uri.startswith("sqlite:///"):
         _check_folder("train.mlflow_uri", t.mlflow_uri, Path(t.mlflow_uri[len("sqlite:///"):]).parent, min_free)
@@ -125,7 +122,7 @@ def preflight_resume(exp: Experiment) -> None:
     instead of failing every restarted worker group."""
     from tdrl.train.checkpoint import FILENAME, CheckpointError, load_checkpoint
 
-    if _is_uri(exp.train.storage_path):
+    if is_uri(exp.train.storage_path):
         return
     files = sorted((Path(exp.train.storage_path) / exp.train.name).glob(f"epoch_*/{FILENAME}"))
     if files:
@@ -134,21 +131,6 @@ def preflight_resume(exp: Experiment) -> None:
         except CheckpointError as exc:
             raise ConfigError(f"train.name={exp.train.name} resumes from {files[-1]}, which cannot be used: {exc}; "
                               f"choose another train.name or train.storage_path for a new run") from exc
-
-
-def ensure_ray() -> bool:
-    """Join the cluster in RAY_ADDRESS, or start a local Ray on all cores; True if started here."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()  # an existing cluster: passing num_cpus would be refused
-        return False
-    # address="local": a new instance even if another Ray on this machine (`ray start`) left its address
-    # behind; a bare ray.init() would try to join it and refuse num_cpus. Dashboard on loopback only.
-    ray.init(address="local", num_cpus=os.cpu_count() or 1, dashboard_host="127.0.0.1")
-    return True
 
 
 def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[Any] = ()):
@@ -169,6 +151,7 @@ def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[A
                                                      checkpoint_score_order="max"),
         failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
         callbacks=list(callbacks) or None,
+        logging_config=train_logging_config(),  # Ray Train's INFO lines stay in its log files
     )
     return TorchTrainer(
         train_loop_per_worker,
@@ -185,23 +168,13 @@ def _progress(exp: Experiment, started_here: bool) -> str:
     return "bar" if started_here and exp.train.workers == 1 and sys.stderr.isatty() else "lines"
 
 
-def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
-        callbacks: Sequence[Any] = (), workdir: str | Path | None = None) -> TrainResult:
-    """Train ``exp`` on Ray Train and return the result; raises on failure after the retries.
-
-    ``parent_run_id`` nests the MLflow run under a study's parent run; ``tags`` are added to it.
-    ``callbacks`` go into the RunConfig (e.g. Tune's ``TuneReportCallback()`` inside a trial).
-    Resuming: call again with the same ``train.name`` and ``train.storage_path``.
-    """
+def prepare_cluster(exp: Experiment) -> tuple[Experiment, bool]:
+    """Join or start Ray, decide ``train.use_gpu`` from the cluster, and refuse (local Ray) or warn
+    about (a cluster, which may autoscale) a CPU request it cannot meet. Returns the experiment and
+    whether Ray was started here."""
     import ray
 
-    from tdrl.train import tracking
-
-    exp = resolve(exp, workdir)
-    preflight(exp)
-    preflight_storage(exp)
-    preflight_resume(exp)
-    started_here = ensure_ray()
+    started_here = connect_ray()
     if exp.train.use_gpu is None:
         exp = exp.override({"train.use_gpu": ray.cluster_resources().get("GPU", 0) > 0})
     need = exp.train.workers * exp.train.cpus_per_worker
@@ -211,40 +184,57 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
                f"{need} CPUs but the Ray cluster has {have:g}")
         if started_here:
             raise ConfigError(msg)
-        warnings.warn(msg + "; waiting for the autoscaler", RuntimeWarning, stacklevel=2)
+        warnings.warn(msg + "; waiting for the autoscaler", RuntimeWarning, stacklevel=3)
+    return exp, started_here
 
+
+def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
+        callbacks: Sequence[Any] = (), workdir: str | Path | None = None) -> TrainResult:
+    """Train ``exp`` on Ray Train and return the result; raises on failure after the retries.
+
+    ``parent_run_id`` nests the MLflow run under a study's parent run; ``tags`` are added to it.
+    ``callbacks`` go into the RunConfig (e.g. Tune's ``TuneReportCallback()`` inside a trial).
+    Resuming: call again with the same ``train.name`` and ``train.storage_path``.
+    """
+    from tdrl.train import tracking
+
+    quiet_console()
+    exp = resolve(exp, workdir)
+    preflight(exp)
+    preflight_storage(exp)
+    preflight_resume(exp)
+    exp, started_here = prepare_cluster(exp)
     t = exp.train
-    flat = exp.flatten()
-    run_id, resumed = tracking.start_run(t.mlflow_uri, t.experiment, t.name, flat, parent_run_id=parent_run_id,
-                                         tags=tags)
-    marker_dir = "" if _is_uri(t.storage_path) else str(Path(t.storage_path) / t.name / "_tdrl_markers")
+    run_id, resumed = tracking.start_run(t.mlflow_uri, t.experiment, t.name, exp.flatten(),
+                                         parent_run_id=parent_run_id, tags=tags)
+    marker_dir = "" if is_uri(t.storage_path) else str(Path(t.storage_path) / t.name / "_tdrl_markers")
     run = {"run_name": t.name, "mlflow_uri": t.mlflow_uri, "mlflow_run_id": run_id,
            "progress": _progress(exp, started_here), "marker_dir": marker_dir}
     print(f"[tdrl] run {t.name}: storage {t.storage_path}/{t.name}, MLflow {t.mlflow_uri} run {run_id}"
           f"{' (resumed)' if resumed else ''}, {t.workers} worker(s) x {t.cpus_per_worker} CPU"
           f"{' + 1 GPU' if t.use_gpu else ''}, global batch {t.global_batch}, lr {t.lr:g}", flush=True)
-    trainer = build_trainer(exp, run, callbacks)
     try:
-        result = trainer.fit()
+        result = build_trainer(exp, run, callbacks).fit()
     except BaseException as exc:
         tracking.finish_run(t.mlflow_uri, run_id, status="FAILED" if not isinstance(exc, KeyboardInterrupt)
                             else "KILLED", config=exp.nested(), final_metrics={"error": repr(exc)},
                             best_checkpoint=None)
         raise
+    out = _train_result(exp, run_id, result)
+    tracking.finish_run(t.mlflow_uri, run_id, status="FINISHED", config=exp.nested(), final_metrics=out.metrics,
+                        best_checkpoint=out.best_checkpoint)
+    return out
+
+
+def _train_result(exp: Experiment, run_id: str, result: Any) -> TrainResult:
+    """Ray Train's Result as a :class:`TrainResult`: the last metrics plus the best checkpoint's."""
     best = result.get_best_checkpoint(metric=SCORE, mode="max") if result.best_checkpoints else None
     best_metrics = next((m for c, m in result.best_checkpoints or [] if best is not None and c.path == best.path), {})
     metrics = dict(result.metrics or {})
     metrics["best_val_top1"] = best_metrics.get(SCORE, metrics.get(SCORE))
     metrics["best_epoch"] = best_metrics.get("epoch", metrics.get("epoch"))
-    out = TrainResult(name=t.name, path=str(result.path), metrics=metrics,
-                      best_checkpoint=best.path if best else None,
-                      latest_checkpoint=result.checkpoint.path if result.checkpoint else None,
-                      mlflow_uri=t.mlflow_uri, mlflow_run_id=run_id, experiment=exp, ray_result=result)
-    tracking.finish_run(t.mlflow_uri, run_id, status="FINISHED", config=exp.nested(), final_metrics=metrics,
-                        best_checkpoint=out.best_checkpoint)
-    return out
-
-
-def fit_flat(flat: Mapping[str, Any], *, base: Experiment | None = None, **kwargs: Any) -> TrainResult:
-    """:func:`fit` from flat ``section.field`` keys layered over ``base`` (e.g. a preset's Experiment)."""
-    return fit(Experiment.from_flat(flat, base=base), **kwargs)
+    t = exp.train
+    return TrainResult(name=t.name, path=str(result.path), metrics=metrics,
+                       best_checkpoint=best.path if best else None,
+                       latest_checkpoint=result.checkpoint.path if result.checkpoint else None,
+                       mlflow_uri=t.mlflow_uri, mlflow_run_id=run_id, experiment=exp, ray_result=result)

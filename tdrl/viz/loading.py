@@ -1,8 +1,7 @@
 """Inputs of the feature figures: a network rebuilt from a training checkpoint, and one clip of a video.
 
-A checkpoint (``tdrl.train.checkpoint``) holds the experiment's flat configuration; the network is
-rebuilt from its ``model.*`` keys with ``pretrained`` cleared (the checkpoint's weights replace
-ImageNet's anyway, and clearing it avoids a download) and loaded strictly. The clip is read with
+The network comes from :func:`tdrl.train.checkpoint.load_trained` (the checkpoint's own
+configuration, weights loaded strictly, eval mode), as for ``tdrl eval`` and resume. The clip is read with
 the data package's decoder, T segment centres (evaluation sampling, uniformly spaced over the
 whole video) and the evaluation preset's centre crop, so the network sees what it sees in
 validation.
@@ -12,15 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from tdrl.config.base import ConfigError, replace
+from tdrl.config.base import ConfigError
 from tdrl.config.data import DataConfig
 from tdrl.config.model import ModelConfig
-from tdrl.model.network import TDRLNet, build_model
+from tdrl.model.network import TDRLNet
 
 
 @dataclass(frozen=True)
@@ -34,25 +33,12 @@ class LoadedModel:
     epoch: int | None
 
 
-def configs_from_flat(flat: Mapping[str, Any]) -> tuple[ModelConfig, DataConfig]:
-    """The model and data sections of a flat ``section.field`` configuration (other sections ignored)."""
-    from tdrl.config.experiment import Experiment
-
-    keep = {k: v for k, v in flat.items() if k.startswith(("model.", "data."))}
-    exp = Experiment.from_flat(keep)
-    return replace(exp.model, pretrained=None), exp.data
-
-
 def load_model(path: str | Path) -> LoadedModel:
     """Rebuild the network of checkpoint ``path`` (a ``checkpoint.pt`` or its directory), eval mode, CPU."""
-    from tdrl.train.checkpoint import checkpoint_file, load_checkpoint, load_model_state
+    from tdrl.train.checkpoint import checkpoint_file, load_trained
 
-    state = load_checkpoint(path, map_location="cpu")
-    model_cfg, data_cfg = configs_from_flat(state["config"])
-    model = build_model(model_cfg)
-    load_model_state(model, state, path)
-    model.eval()  # BatchNorm running statistics and no dropout: the features validation sees
-    return LoadedModel(model, model_cfg, data_cfg, checkpoint_file(path), int(state.get("epoch", -1)))
+    model, exp, state = load_trained(path)  # eval mode: BatchNorm statistics, no dropout, as validation
+    return LoadedModel(model, exp.model, exp.data, checkpoint_file(path), int(state.get("epoch", -1)))
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def test_resume_with_another_architecture_or_class_count_is_refused_before_ray(t
     from tdrl.config import ConfigError
     from tdrl.train import trainer
 
-    monkeypatch.setattr(trainer, "ensure_ray", lambda: (_ for _ in ()).throw(AssertionError("Ray started")))
+    monkeypatch.setattr(trainer, "connect_ray", lambda: (_ for _ in ()).throw(AssertionError("Ray started")))
     exp = trainer.resolve(tiny_experiment(train__name="resumed"))
     run_dir = Path(exp.train.storage_path) / "resumed" / "epoch_0000"
     other = {**exp.flatten(), "model.backbone": "resnet34"}

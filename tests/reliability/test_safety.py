@@ -76,7 +76,7 @@ def test_pickled_code_is_refused_by_every_loader(tmp_path, tiny_experiment, monk
     with pytest.raises(WeightsError, match="cannot read weights"):
         load_imagenet(build_model(tiny_experiment().model), str(weights), "resnet18")
     # A resumed run whose newest checkpoint is the malicious file: refused before Ray starts.
-    monkeypatch.setattr(trainer, "ensure_ray", lambda: (_ for _ in ()).throw(AssertionError("Ray started")))
+    monkeypatch.setattr(trainer, "connect_ray", lambda: (_ for _ in ()).throw(AssertionError("Ray started")))
     exp = trainer.resolve(tiny_experiment(train__name="evil"))
     shutil.copy(ckpt, _malicious_checkpoint(Path(exp.train.storage_path) / "evil" / "epoch_0000", marker))
     with pytest.raises(ConfigError, match="cannot be read"):
@@ -110,8 +110,8 @@ def test_every_torch_load_in_tdrl_passes_weights_only_true():
 
 RAY_PROBE = r"""
 import ray
-from tdrl.train.trainer import ensure_ray
-assert ensure_ray(), "expected a local Ray to be started"
+from tdrl.train.cluster import connect_ray
+assert connect_ray(), "expected a local Ray to be started"
 print("URL " + ray._private.worker.global_worker.node.address_info["webui_url"], flush=True)
 port = int(ray._private.worker.global_worker.node.address_info["webui_url"].rsplit(":", 1)[1])
 listening = set()

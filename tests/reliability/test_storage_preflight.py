@@ -1,5 +1,5 @@
 """Unwritable or full storage is refused before Ray starts, naming the option and the folder
-(tdrl.train.trainer.preflight_storage, called by fit before ensure_ray).
+(tdrl.train.trainer.preflight_storage, called by fit before connect_ray).
 
 Tests run as root here, where ``chmod 0o500`` does not stop writes; the robust unwritable paths
 are a folder whose parent is a regular file (mkdir fails for anyone) and, for non-root users, a
@@ -30,7 +30,7 @@ def no_ray(monkeypatch):
         calls.append(1)
         raise AssertionError("Ray was started although the storage preflight should have refused")
 
-    monkeypatch.setattr(trainer, "ensure_ray", refuse)
+    monkeypatch.setattr(trainer, "connect_ray", refuse)
     return calls
 
 

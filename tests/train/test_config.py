@@ -9,7 +9,7 @@ import pytest
 
 from tdrl.config import ConfigError, Experiment, TrainConfig
 from tdrl.config.experiment import load_file
-from tdrl.train.schedule import lr_at, lr_factor, scaled_lr
+from tdrl.train.schedule import lr_factor
 
 
 def test_paper_recipe_defaults():
@@ -22,7 +22,6 @@ def test_lr_scales_linearly_with_global_batch(batch, workers, lr):
     t = TrainConfig(batch_size=batch, workers=workers)
     assert t.global_batch == batch * workers
     assert t.lr == pytest.approx(lr)
-    assert scaled_lr(0.01, 64) == pytest.approx(0.01)
 
 
 def test_step_schedule_values():
@@ -30,7 +29,6 @@ def test_step_schedule_values():
     want = {0: 1.0, 29: 1.0, 30: 0.1, 39: 0.1, 40: 0.01, 44: 0.01, 45: 0.001, 49: 0.001}
     for epoch, factor in want.items():
         assert lr_factor(epoch, steps) == pytest.approx(factor), epoch
-        assert lr_at(epoch, 0.02, steps) == pytest.approx(0.02 * factor)
 
 
 def test_warmup_rises_linearly_then_steps():
@@ -96,7 +94,7 @@ def test_cli_refuses_bad_values_before_ray(tmp_path, monkeypatch):
     from tdrl.cli import main
 
     called = []
-    monkeypatch.setattr("tdrl.train.trainer.ensure_ray", lambda: called.append(1))
+    monkeypatch.setattr("tdrl.train.trainer.connect_ray", lambda: called.append(1))
     with pytest.raises(SystemExit) as exc:
         main(["train", "--epochs", "0", "--storage-path", str(tmp_path)])
     assert exc.value.code == 2 and not called

@@ -1,0 +1,41 @@
+"""Joining or starting Ray, the same way for ``tdrl train`` and the studies.
+
+With ``RAY_ADDRESS`` set (``ray job submit``, a head node with ``RAY_ADDRESS=auto``) a bare
+``ray.init()`` joins that cluster: it refuses ``num_cpus`` there. Otherwise a new local instance
+starts (``address="local"``: even if another Ray on this machine left its address behind) with:
+
+* every core (or ``num_cpus``);
+* the custom ``TRAIN_DRIVER`` resource, twice the CPUs (at least 4): a Tune trial's driver takes
+  one unit instead of a CPU, so 2-worker DDP trials fit on 2 CPUs (a plain ``fit`` ignores it);
+* the dashboard on 127.0.0.1 only. It stays on: without it a trial stopped early by ASHA can leave
+  its placement group behind (ray-mlflow-notes.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+DRIVER_RESOURCE = "TRAIN_DRIVER"
+
+
+def connect_ray(num_cpus: int | None = None) -> bool:
+    """Join ``RAY_ADDRESS`` or start a local Ray (see the module docstring); True if started here.
+    Does nothing when this process is already connected."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return False
+    cpus = num_cpus or os.cpu_count() or 1
+    ray.init(address="local", num_cpus=cpus, resources={DRIVER_RESOURCE: max(4, 2 * cpus)},
+             include_dashboard=True, dashboard_host="127.0.0.1")
+    return True
+
+
+def trial_resources() -> dict[str, float]:
+    """What a Tune trial's driver takes: one ``TRAIN_DRIVER`` unit where the cluster has it, else a CPU."""
+    import ray
+
+    return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE, 0) >= 1 else {"CPU": 1}
