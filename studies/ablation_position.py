@@ -1,15 +1,12 @@
-"""Study table6: `python studies/ablation_position.py [--preset smoke|cpu|paper] [--data ROOT] [--seeds K]`.
+"""Table 6: Block Position: `python studies/ablation_position.py [--preset smoke|cpu|bench|paper] [--seeds K] ...`.
 
-The rows and the paper's numbers live in tdrl.study.definitions; this script only runs them.
-Also: `ray job submit --working-dir . -- python studies/ablation_position.py ...` (see docs/studies.md).
+The same as `tdrl study table6 ...`; the rows and the paper's numbers live in tdrl.study.definitions.
+Also: `ray job submit --working-dir . -- python studies/ablation_position.py ...` (docs/studies.md).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout (or the job's working dir)
-
-from tdrl.study.cli import main  # noqa: E402
+from tdrl.study.cli import main
 
 if __name__ == "__main__":
     sys.exit(main("table6"))

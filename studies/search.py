@@ -1,15 +1,11 @@
-"""Optuna TPE search: `python studies/search.py [--preset smoke|cpu|paper] [--samples N] [--asha]`.
+"""Optuna search over the paper's choices: `python studies/search.py [--samples N] [--asha] ...`.
 
-Searches TD lambda (log scale), TD channel ratio, PEM position, TD-loss position and memory
-initialisation (tdrl.study.search); running it again resumes the same search.
+The same as `tdrl search ...` (tdrl.study.search). Also runnable with `ray job submit` (docs/studies.md).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout (or the job's working dir)
-
-from tdrl.study.search import main  # noqa: E402
+from tdrl.study.search import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,17 @@
 """The ``tdrl`` command line: one subcommand per capability, each defined next to its code.
 
-Each entry names a module with ``add_arguments(parser)`` and ``run(args) -> int``; modules are
-imported only for the command being run, so ``tdrl --help`` does not import torch or Ray.
+Each entry of :data:`COMMANDS` names a module with ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only for the command being run, so ``tdrl --help`` does not import torch or
+Ray. A command with a positional word (``tdrl study NAME``) adds it in its own ``add_arguments``.
+
+One voice for errors: bad input (a value, file, path or checkpoint) raises
+:class:`~tdrl.config.base.InputError` (``ConfigError``, ``CheckpointError``, ``AnnotationError``,
+``DecodeError``, ... are kinds of it); it ends as ``tdrl COMMAND: error: <message>`` on stderr and
+:func:`main` returns 2, the exit code of argparse's own usage errors (which exit through SystemExit). Any other exception is a real failure and shows its
+traceback. Option names mean the same in every command: ``--root`` (dataset folder), ``--storage-path``,
+``--mlflow-uri``, ``--parent-run-id``, ``--num-classes``; ``--workers`` is Ray Train workers,
+``--data-workers`` DataLoader processes per worker, ``--processes`` local processes of a data tool.
+A relative path on a command line is relative to the current folder.
 """
 
 from __future__ import annotations
@@ -10,9 +20,10 @@ import argparse
 import importlib
 import sys
 
-from tdrl.config.base import ConfigError
+from tdrl.config.base import InputError
 
-# command name -> (module, one-line help). Nested commands ("data inspect") use a space.
+# command name -> (module, one-line help). Nested commands ("data inspect") use a space. A new command
+# is one more line here, e.g. "study": ("tdrl.study.cli", ...), whose module adds a positional NAME.
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("tdrl.model.info", "parameters and GMACs of a network configuration"),
     "train": ("tdrl.train.cli", "train on Ray Train (default: the smoke preset on a local Ray)"),
@@ -24,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize tm": ("tdrl.viz.cli_tm", "paper Fig. 4: feature maps before/after TM, with and without the TD loss"),
     "visualize curves": ("tdrl.viz.cli_curves", "learning curves (loss, top-1, TD term) of an MLflow run"),
     "tables": ("tdrl.study.tables", "study tables from MLflow beside the paper's numbers (md, csv, png)"),
+    "study": ("tdrl.study.cli", "run or resume a study of the paper (Tables 3-7, memory init): rows x seeds"),
+    "search": ("tdrl.study.search", "Optuna search over lambda, TD ratio, positions and memory init"),
 }
 
 
@@ -58,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv[len(words):])
             try:
                 return int(mod.run(args) or 0)
-            except ConfigError as exc:
-                parser.exit(2, f"tdrl {name}: error: {exc}\n")
+            except InputError as exc:
+                print(f"tdrl {name}: error: {exc}", file=sys.stderr)
+                return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     parser.print_help()

@@ -1,7 +1,9 @@
-"""The command line shared by ``studies/*.py``: ``python studies/X.py [--preset ...] [--data ...] [--seeds K]``.
+"""``tdrl study NAME`` and the scripts ``studies/*.py``: one study's rows x seeds on Ray Tune + Ray Train.
 
-Runs on the Ray cluster in ``RAY_ADDRESS`` (e.g. under ``ray job submit``), else on a local Ray it
-starts with the ``TRAIN_DRIVER`` resource. Running the same command again resumes the study.
+``python studies/ablation_ratio.py [options]`` is ``tdrl study table5 [options]``. Runs on the Ray
+cluster in ``RAY_ADDRESS`` (e.g. under ``ray job submit``, whose working directory Ray puts on
+``PYTHONPATH``), else on a local Ray it starts with the ``TRAIN_DRIVER`` resource. Running the same
+command again resumes the study. Bad input exits with ``tdrl study: error: ...`` and code 2.
 """
 
 from __future__ import annotations
@@ -24,17 +26,17 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def common_parser(description: str) -> argparse.ArgumentParser:
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every study and the search share (the long names of ``tdrl train``: ``--root``,
+    ``--storage-path``; the older ``--data`` and ``--storage`` are kept as aliases)."""
     from tdrl.train.presets import PRESETS
 
-    p = argparse.ArgumentParser(description=description)
     p.add_argument("--preset", choices=tuple(PRESETS), default="smoke",
                    help="base configuration: " + "; ".join(f"{x.name}: {x.description}" for x in PRESETS.values()))
-    p.add_argument("--data", default=None, metavar="ROOT",
+    p.add_argument("--root", "--data", dest="data", default=None, metavar="ROOT",
                    help="dataset root (data.root); default: the preset's (synthetic sets are generated there)")
-    p.add_argument("--seeds", type=int, default=1, help="repeats per row with seeds 0..K-1 (mean ± std)")
     p.add_argument("--name", default=None, help="study run name (default <study>-<preset>); the same name resumes")
-    p.add_argument("--storage", default=None,
+    p.add_argument("--storage-path", "--storage", dest="storage", default=None,
                    help="Ray storage folder or URI (default $TDRL_STORAGE, else ./runs/studies)")
     p.add_argument("--mlflow-uri", default=None,
                    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
@@ -43,30 +45,43 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at a time (default: as many as the local CPUs fit; unlimited on a cluster)")
     p.add_argument("--tables-out", default=None, help="folder for the table files (default runs/tables/<name>)")
-    return p
 
 
-def main(study_name: str, argv: Sequence[str] | None = None) -> int:
+def add_arguments(p: argparse.ArgumentParser, study_name: str | None = None) -> None:
+    """``tdrl study``'s options; ``study_name`` fixes the study (the scripts) instead of a positional NAME."""
+    from tdrl.study.definitions import STUDIES
+
+    if study_name is None:
+        p.add_argument("study", metavar="NAME",
+                       help=f"the study: {', '.join(STUDIES)}, a script name (ablation_ratio) or a number (5)")
+    add_common_arguments(p)
+    p.add_argument("--seeds", type=int, default=1, help="repeats per row with seeds 0..K-1 (mean ± std, paired "
+                                                         "differences to the baseline)")
+    p.add_argument("--rows", default=None, help="comma-separated subset of rows (keys in tdrl/study/definitions.py)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume) the study; bad input raises ConfigError (``tdrl study: error: ...``, exit 2)."""
     from tdrl.study.definitions import get_study
     from tdrl.study.runner import StudyOptions, run_study
 
-    study = get_study(study_name)
-    p = common_parser(f"{study.title}: every row x seeds on Ray Tune + Ray Train, tracked in MLflow")
-    p.add_argument("--rows", default=None, help=f"comma-separated subset of rows: {', '.join(r.key for r in study.rows)}")
-    args = p.parse_args(argv)
     try:
-        opts = StudyOptions(preset=args.preset, data=args.data, seeds=args.seeds, name=args.name,
-                            storage=args.storage, mlflow_uri=args.mlflow_uri,
-                            rows=tuple(r for r in (args.rows or "").split(",") if r),
-                            overrides=parse_set(args.set), max_concurrent=args.max_concurrent,
-                            tables_out=args.tables_out)
-        result = run_study(study, opts)
-    except (ConfigError, KeyError) as exc:
-        p.exit(2, f"{p.prog}: error: {exc.args[0] if isinstance(exc, KeyError) else exc}\n")
+        study = get_study(args.study)
+    except KeyError as exc:  # only the unknown-study lookup: any other KeyError is a real failure
+        raise ConfigError(str(exc.args[0])) from None
+    opts = StudyOptions(preset=args.preset, data=args.data, seeds=args.seeds, name=args.name,
+                        storage=args.storage, mlflow_uri=args.mlflow_uri,
+                        rows=tuple(r for r in (args.rows or "").split(",") if r),
+                        overrides=parse_set(args.set), max_concurrent=args.max_concurrent,
+                        tables_out=args.tables_out)
+    result = run_study(study, opts)
     print(f"[tdrl] study {result.name} done in {result.seconds:.0f}s ({result.errors} failed trial(s)); "
           f"MLflow {result.mlflow_uri} experiment {result.experiment} parent run {result.parent_run_id}")
     return 0 if result.errors == 0 else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+def main(study_name: str, argv: Sequence[str] | None = None) -> int:
+    """``studies/<script>.py``: the same as ``tdrl study <study_name> ...``."""
+    from tdrl.cli import main as tdrl_main
+
+    return tdrl_main(["study", study_name, *(sys.argv[1:] if argv is None else argv)])

@@ -36,11 +36,11 @@ from typing import Any, Callable, Mapping
 
 from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
+from tdrl.config.paths import is_uri, join
 from tdrl.study import tables as T
 from tdrl.study.definitions import Study, get_study
 from tdrl.study.sharing import config_hash, find_shared, record_shared
 
-DRIVER_RESOURCE = "TRAIN_DRIVER"
 STATE_FILE = "tdrl_study.json"
 METRIC = "val_top1"
 
@@ -77,19 +77,11 @@ class StudyResult:
     errors: int = 0
 
 
-# --- paths, Ray ---------------------------------------------------------------------------------
-
-def is_uri(path: str) -> bool:
-    return "://" in path
-
+# --- the study folder's state file -----------------------------------------------------------------
 
 def default_storage() -> str:
     env = os.environ.get("TDRL_STORAGE")
     return env if env else str(Path("runs/studies").resolve())
-
-
-def _join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts]) if is_uri(base) else str(Path(base, *parts))
 
 
 def _fs(path: str):
@@ -102,7 +94,7 @@ def _fs(path: str):
 
 
 def read_state(study_dir: str) -> dict[str, Any] | None:
-    fs, p = _fs(_join(study_dir, STATE_FILE))
+    fs, p = _fs(join(study_dir, STATE_FILE))
     try:
         with fs.open_input_stream(p) as f:
             return json.loads(f.read().decode())
@@ -111,37 +103,10 @@ def read_state(study_dir: str) -> dict[str, Any] | None:
 
 
 def write_state(study_dir: str, state: Mapping[str, Any]) -> None:
-    fs, p = _fs(_join(study_dir, STATE_FILE))
+    fs, p = _fs(join(study_dir, STATE_FILE))
     fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(p) as f:
         f.write(json.dumps(state, indent=1, default=str).encode())
-
-
-def connect_ray(num_cpus: int | None = None) -> bool:
-    """Join ``RAY_ADDRESS`` (bare ``ray.init()``) or start a local Ray with the TRAIN_DRIVER resource.
-
-    Returns True if a local instance was started here. Keeps the dashboard on: without it a trial
-    stopped early by ASHA can leave its placement group behind.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return False
-    cpus = num_cpus or os.cpu_count() or 1
-    # address="local": a new instance even if another Ray on this machine left its address behind.
-    ray.init(address="local", num_cpus=cpus, resources={DRIVER_RESOURCE: max(4, 2 * cpus)}, include_dashboard=True,
-             dashboard_host="127.0.0.1")
-    return True
-
-
-def trial_resources() -> dict[str, float]:
-    """What a trial's driver takes: one TRAIN_DRIVER unit if the cluster has it, else one CPU."""
-    import ray
-
-    return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE, 0) >= 1 else {"CPU": 1}
 
 
 # --- the experiment of a trial ----------------------------------------------------------------------
@@ -157,7 +122,7 @@ def base_experiment(opts: StudyOptions, study_run: str, storage: str, uri: str, 
     if opts.data:
         changes["data.root"] = opts.data
     changes.update(opts.overrides)
-    changes.update({"train.storage_path": _join(storage, study_run, "train"), "train.mlflow_uri": uri,
+    changes.update({"train.storage_path": join(storage, study_run, "train"), "train.mlflow_uri": uri,
                     "train.experiment": experiment, "train.name": study_run})
     if "train.progress" not in opts.overrides:
         changes["train.progress"] = "none"  # many trials side by side: Tune's table is the progress
@@ -170,23 +135,38 @@ def trial_name(study_run: str, row: str, seed: int, trial_id: str) -> str:
 
 
 def trial_overrides(study_name: str, config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``(row key, flat overrides)`` of a trial config: a grid row, or flat keys from a search."""
-    if "row" in config:
-        return str(config["row"]), get_study(study_name).overrides(str(config["row"]))
+    """``(row key, flat overrides)`` of a trial config. One route for grids and searches: the flat
+    ``section.field`` keys Tune resolved for the trial (a grid row's, see :func:`row_space`, or the
+    search's samples); a grid trial also carries its row key."""
     flat = {k: v for k, v in config.items() if "." in k}
-    return "search", flat
+    return str(config.get("row", "search")), flat
+
+
+def _row_value(study_name: str, key: str, spec: Any) -> Any:
+    """A grid row's value of ``key`` (``tune.sample_from``: resolved after the row's grid value)."""
+    return get_study(study_name).overrides(str(spec.config.row)).get(key)
+
+
+def row_space(study: Study, rows: list[str], seeds: int) -> dict[str, Any]:
+    """Tune's parameter space of a grid: rows x seeds, plus every ``model.*`` key the rows set, resolved
+    per trial from the row, so Tune's config (and its result table) shows what each trial trains."""
+    from functools import partial
+
+    from ray import tune
+
+    keys = sorted({k for r in rows for k in study.overrides(r)})
+    return {"row": tune.grid_search(rows), "seed": tune.grid_search(list(range(seeds))),
+            **{k: tune.sample_from(partial(_row_value, study.name, k)) for k in keys}}
 
 
 def _finished_metrics(uri: str, experiment: str, name: str) -> dict[str, float] | None:
     """The last metrics of this trial's MLflow run if it already FINISHED, else None."""
-    from mlflow.tracking import MlflowClient
-
-    from tdrl.train.tracking import find_run
+    from tdrl.train.tracking import find_run, get_run
 
     run_id = find_run(uri, experiment, name)
     if run_id is None:
         return None
-    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    run = get_run(uri, run_id)
     if run.info.status != "FINISHED" or METRIC not in run.data.metrics:
         return None
     return dict(run.data.metrics)
@@ -240,45 +220,28 @@ def _grid_names() -> set[str]:
 
 def parent_run(uri: str, experiment: str, study_dir: str, study_run: str, study_name: str, title: str,
                params: Mapping[str, Any]) -> tuple[str, bool]:
-    """The study's parent run: from the study folder's state file, else by tags, else a new one."""
-    from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
+    """The study's parent run: the one the study folder's state file names, else the one tagged with
+    this study run's name, else a new one (created here in the driver, with the experiment)."""
+    from tdrl.train.tracking import find_or_create_run
 
-    from tdrl.train.tracking import experiment_id
-
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = experiment_id(uri, experiment)  # created once, here in the driver
     state = read_state(study_dir) or {}
-    run_id = state.get("parent_run_id")
-    if run_id:
-        try:
-            client.get_run(run_id)
-        except Exception:  # the state file points at another tracking store
-            run_id = None
-    run_id = run_id or T.find_parent_run(uri, experiment, study_run)
-    if run_id:
-        client.update_run(run_id, status="RUNNING")
-        return run_id, True
-    run = client.create_run(exp_id, run_name=study_run, tags={
-        T.STUDY_TAG: study_name, T.STUDY_RUN_TAG: study_run, T.ROLE_TAG: "study", T.TABLE_TAG: title})
-    items = [Param(k, "None" if v is None else str(v)[:6000]) for k, v in sorted(params.items())]
-    for i in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[i:i + 100])
-    return run.info.run_id, False
+    return find_or_create_run(uri, experiment, run_name=study_run,
+                              match={T.STUDY_RUN_TAG: study_run, T.ROLE_TAG: "study"},
+                              tags={T.STUDY_TAG: study_name, T.TABLE_TAG: title}, params=params,
+                              known_run_id=state.get("parent_run_id"))
 
 
 def close_stopped_children(uri: str, experiment: str, parent_run_id: str) -> int:
     """Children left RUNNING (trials stopped early by ASHA, or killed): mark them KILLED."""
-    from mlflow.tracking import MlflowClient
+    from tdrl.train.tracking import STOPPED_EARLY_TAG, child_runs, end_run, set_tags
 
-    runs = T.child_runs(uri, experiment, parent_run_id)
+    runs = child_runs(uri, experiment, parent_run_id)
     if runs.empty:
         return 0
-    client = MlflowClient(tracking_uri=uri)
     left = runs[runs["status"] == "RUNNING"]
     for run_id in left["run_id"]:
-        client.set_tag(run_id, "tdrl.stopped_early", "true")
-        client.set_terminated(run_id, status="KILLED")
+        set_tags(uri, run_id, {STOPPED_EARLY_TAG: "true"})
+        end_run(uri, run_id, status="KILLED")
     return len(left)
 
 
@@ -291,7 +254,10 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     import ray
     from ray import tune
 
+    from tdrl.train.cluster import connect_ray, trial_resources
+    from tdrl.train.console import quiet_console
     from tdrl.train.presets import get_preset, prepare_data
+    from tdrl.train.tracking import end_run, mlflow_client, tracking_uri, with_retry
 
     t0 = time.time()
     experiment = f"{opts.experiment_prefix}-{study_name}"
@@ -299,12 +265,13 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     storage = opts.storage or default_storage()
     if not is_uri(storage):
         storage = str(Path(storage).resolve())
-    uri = opts.mlflow_uri or T.default_tracking_uri()
+    uri = tracking_uri(opts.mlflow_uri)
     base = base_experiment(opts, study_run, storage, uri, experiment, common)
-    study_dir = _join(storage, study_run)
+    study_dir = join(storage, study_run)
     if not opts.data and "data.root" not in opts.overrides:
         prepare_data(get_preset(opts.preset), base)  # the preset's synthetic set, generated once, here
 
+    quiet_console()  # the driver's own Ray Train/MLflow bookkeeping lines stay in the log files
     started = connect_ray()
     resources = trial_resources()
     need = base.train.workers * base.train.cpus_per_worker
@@ -338,14 +305,13 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     else:
         tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
                            tune_config=tune.TuneConfig(max_concurrent_trials=max_conc, **tune_config_kwargs))
-    client = __import__("mlflow").MlflowClient(tracking_uri=uri)
     status = "FAILED"
     try:
         grid = tuner.fit()
         errors = len(grid.errors)
         status = "FINISHED" if errors == 0 else "FAILED"
     except BaseException:
-        client.set_terminated(parent_id, status="KILLED")
+        end_run(uri, parent_id, status="KILLED")
         raise
     close_stopped_children(uri, experiment, parent_id)
     result = StudyResult(name=study_run, path=study_dir, parent_run_id=parent_id, mlflow_uri=uri,
@@ -354,8 +320,8 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     if after is not None:
         result.table = after(result)
     result.seconds = time.time() - t0
-    client.log_metric(parent_id, "study_wall_s", result.seconds)
-    client.set_terminated(parent_id, status=status)
+    with_retry(lambda: mlflow_client(uri).log_metric(parent_id, "study_wall_s", result.seconds), uri)
+    end_run(uri, parent_id, status=status)
     return result
 
 
@@ -365,15 +331,17 @@ def run_study(study: Study | str, opts: StudyOptions) -> StudyResult:
 
     study = get_study(study) if isinstance(study, str) else study
     rows = list(opts.rows) or [r.key for r in study.rows]
-    for r in rows:
-        study.row(r)  # unknown rows raise here, before Ray starts
+    unknown = [r for r in rows if r not in {x.key for x in study.rows}]
+    if unknown:  # before Ray starts
+        raise ConfigError(f"--rows: study {study.name} has no row {', '.join(map(repr, unknown))}; rows: "
+                          f"{', '.join(x.key for x in study.rows)}")
     if opts.seeds < 1:
         raise ConfigError(f"--seeds={opts.seeds} must be >= 1")
     for r in rows:  # every row must validate on top of the preset before anything runs
         from tdrl.train.presets import get_preset
 
         get_preset(opts.preset).experiment().override({**study.overrides(r), **opts.overrides})
-    space = {"row": tune.grid_search(rows), "seed": tune.grid_search(list(range(opts.seeds)))}
+    space = row_space(study, rows, opts.seeds)
 
     def after(res: StudyResult):
         out = opts.tables_out or str(Path("runs/tables").resolve() / res.name)

@@ -99,26 +99,34 @@ def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, gra
                                    "study.preset": opts.preset})
 
 
-def main(argv: list[str] | None = None) -> int:
-    import sys
+def add_arguments(p) -> None:
+    """``tdrl search``'s options (the study options, less ``--seeds`` and ``--rows``)."""
+    from tdrl.study.cli import add_common_arguments
 
-    from tdrl.study.cli import common_parser, parse_set
-
-    p = common_parser(TITLE)
+    add_common_arguments(p)
     p.add_argument("--samples", type=int, default=16, help="number of trials")
     p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on the epoch)")
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--search-seed", type=int, default=0, help="Optuna sampler seed")
-    args = p.parse_args(argv)
-    try:
-        opts = StudyOptions(preset=args.preset, data=args.data, seeds=1, name=args.name or f"search-{args.preset}",
-                            storage=args.storage, mlflow_uri=args.mlflow_uri, overrides=parse_set(args.set),
-                            max_concurrent=args.max_concurrent, tables_out=args.tables_out)
-        result = run_search(opts, samples=args.samples, asha=args.asha, grace_period=args.grace_period,
-                            search_seed=args.search_seed)
-    except ConfigError as exc:
-        p.exit(2, f"{p.prog}: error: {exc}\n")
+
+
+def run(args) -> int:
+    from tdrl.study.cli import parse_set
+
+    opts = StudyOptions(preset=args.preset, data=args.data, seeds=1, name=args.name or f"search-{args.preset}",
+                        storage=args.storage, mlflow_uri=args.mlflow_uri, overrides=parse_set(args.set),
+                        max_concurrent=args.max_concurrent, tables_out=args.tables_out)
+    result = run_search(opts, samples=args.samples, asha=args.asha, grace_period=args.grace_period,
+                        search_seed=args.search_seed)
     print(f"[tdrl] search {result.name} done in {result.seconds:.0f}s ({result.errors} failed trial(s)); "
-          f"MLflow {result.mlflow_uri} experiment {result.experiment} parent run {result.parent_run_id}",
-          file=sys.stdout)
+          f"MLflow {result.mlflow_uri} experiment {result.experiment} parent run {result.parent_run_id}")
     return 0 if result.errors == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``studies/search.py``: the same as ``tdrl search ...``."""
+    import sys
+
+    from tdrl.cli import main as tdrl_main
+
+    return tdrl_main(["search", *(sys.argv[1:] if argv is None else argv)])

@@ -26,6 +26,7 @@ Any other change gives another hash: a changed configuration never reuses a run.
 from __future__ import annotations
 
 import hashlib
+import time
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,43 +107,41 @@ class SharedRun:
 def find_shared(uri: str, chash: str, seed: int, preset: str) -> SharedRun | None:
     """The oldest FINISHED, trained (not itself shared) run with this hash, seed and preset, in any
     experiment of the tracking store; None if there is none."""
-    from mlflow.tracking import MlflowClient
+    from tdrl.train import tracking as tr
 
-    from tdrl.study import tables as T
-
-    client = MlflowClient(tracking_uri=uri)
-    ids = [e.experiment_id for e in client.search_experiments()]
+    client = tr.mlflow_client(uri)
+    ids = [e.experiment_id for e in tr.with_retry(lambda: client.search_experiments(), uri)]
     if not ids:
         return None
-    filt = (f"tags.`{T.CONFIG_HASH_TAG}` = '{chash}' and tags.`{T.SEED_TAG}` = '{seed}' and "
-            f"tags.`{T.PRESET_TAG}` = '{preset}' and attributes.status = 'FINISHED'")
-    runs = client.search_runs(ids, filter_string=filt, order_by=["attributes.start_time ASC"], max_results=50)
+    filt = (f"tags.`{tr.CONFIG_HASH_TAG}` = '{chash}' and tags.`{tr.SEED_TAG}` = '{seed}' and "
+            f"tags.`{tr.PRESET_TAG}` = '{preset}' and attributes.status = 'FINISHED'")
+    runs = tr.with_retry(lambda: client.search_runs(ids, filter_string=filt, max_results=50,
+                                                    order_by=["attributes.start_time ASC"]), uri)
     for run in runs:
-        if T.SHARED_FROM_TAG not in run.data.tags and "val_top1" in run.data.metrics:
-            return SharedRun(run.info.run_id, run.data.tags.get(T.STUDY_TAG, ""), dict(run.data.metrics))
+        if tr.SHARED_FROM_TAG not in run.data.tags and "val_top1" in run.data.metrics:
+            return SharedRun(run.info.run_id, run.data.tags.get(tr.STUDY_TAG, ""), dict(run.data.metrics))
     return None
 
 
 def record_shared(uri: str, experiment: str, run_name: str, parent_run_id: str, tags: Mapping[str, str],
                   params: Mapping[str, Any], source: SharedRun) -> str:
-    """A FINISHED child run in this study that copies ``source``'s final metrics; returns its id."""
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
+    """A FINISHED child run in this study that copies ``source``'s final metrics; returns its id.
 
-    from tdrl.study import tables as T
-    from tdrl.train.tracking import experiment_id
+    Tagged with ``tdrl.run_name`` like a trained run, so a restarted trial finds it and reports it
+    instead of recording a second one."""
+    from mlflow.entities import Metric
 
-    client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(experiment_id(uri, experiment), run_name=run_name, tags={
-        **tags, "mlflow.parentRunId": parent_run_id, T.SHARED_FROM_TAG: source.run_id,
-        T.SHARED_STUDY_TAG: source.study,
-        "mlflow.note.content": f"Not trained here: the same configuration and seed were trained in study "
-                               f"{source.study}, run {source.run_id}; these are that run's final metrics."})
-    rid = run.info.run_id
-    items = [Param(k, "None" if v is None else str(v)[:6000]) for k, v in sorted(params.items())]
-    for i in range(0, len(items), 100):
-        client.log_batch(rid, params=items[i:i + 100])
+    from tdrl.train import tracking as tr
+
+    note = (f"Not trained here: the same configuration and seed were trained in study {source.study}, "
+            f"run {source.run_id}; these are that run's final metrics.")
+    run_id, _ = tr.find_or_create_run(
+        uri, experiment, run_name=run_name, match={tr.RUN_NAME_TAG: run_name}, parent_run_id=parent_run_id,
+        tags={**tags, tr.SHARED_FROM_TAG: source.run_id, tr.SHARED_STUDY_TAG: source.study,
+              "mlflow.note.content": note}, params=params)
     step = int(source.metrics.get("epoch", 0))
-    client.log_batch(rid, metrics=[Metric(k, float(v), 0, step) for k, v in sorted(source.metrics.items())])
-    client.set_terminated(rid, status="FINISHED")
-    return rid
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, step) for k, v in sorted(source.metrics.items())]
+    tr.with_retry(lambda: tr.mlflow_client(uri).log_batch(run_id, metrics=metrics), uri)
+    tr.end_run(uri, run_id)
+    return run_id

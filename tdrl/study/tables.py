@@ -15,7 +15,6 @@ can be compared), written to a folder, printed, and logged as artifacts on the p
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,20 +22,10 @@ import pandas as pd
 
 from tdrl.study.definitions import Study
 
-# Tags on study runs (parent and children). Values are strings, as MLflow stores them.
-STUDY_TAG = "tdrl.study"  # "table5", on parent and children
-STUDY_RUN_TAG = "tdrl.study_run"  # the study run's name ("table5-smoke"), on parent and children
-ROLE_TAG = "tdrl.role"  # "study" on the parent, "trial" on children
-ROW_TAG = "tdrl.row"  # row key, children
-ROW_LABEL_TAG = "tdrl.row_label"  # the paper's row label, children
-TABLE_TAG = "tdrl.table"  # the paper's caption, children and parent
-SEED_TAG = "tdrl.seed"
-TRIAL_TAG = "tdrl.trial"  # Tune trial id, children
-CONFIG_HASH_TAG = "tdrl.config_hash"  # what decides the result (tdrl.study.sharing), children
-PRESET_TAG = "tdrl.preset"  # children
-SHARED_FROM_TAG = "tdrl.shared_from"  # run id a shared child copies its metrics from
-SHARED_STUDY_TAG = "tdrl.shared_study"  # the study that trained it
-PARENT_TAG = "mlflow.parentRunId"
+# Tag names live with the rest of tdrl's MLflow code; re-exported here for the study modules.
+from tdrl.train.tracking import (CONFIG_HASH_TAG, PARENT_TAG, PRESET_TAG, ROLE_TAG, ROW_LABEL_TAG,  # noqa: E402,F401
+                                 ROW_TAG, SEED_TAG, SHARED_FROM_TAG, SHARED_STUDY_TAG, STUDY_RUN_TAG, STUDY_TAG,
+                                 TABLE_TAG, TRIAL_TAG)
 
 METRICS = {"top1": "val_top1", "top5": "val_top5", "train_top1": "train_top1"}
 
@@ -46,41 +35,12 @@ def experiment_name(study: Study, prefix: str = "tdrl") -> str:
     return f"{prefix}-{study.name}"
 
 
-def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<abs cwd>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-
-
-# --- reading runs ---------------------------------------------------------------------------------
-
 def find_parent_run(uri: str, experiment: str, study_run: str | None = None) -> str | None:
     """The newest parent run of ``experiment`` (optionally the one named ``study_run``), or None."""
-    import mlflow
+    from tdrl.train.tracking import find_run
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    filt = f"tags.`{ROLE_TAG}` = 'study'"
-    if study_run:
-        filt += f" and tags.`{STUDY_RUN_TAG}` = '{study_run}'"
-    runs = client.search_runs([exp.experiment_id], filter_string=filt, max_results=1,
-                              order_by=["attributes.start_time DESC"])
-    return runs[0].info.run_id if runs else None
-
-
-def child_runs(uri: str, experiment: str, parent_run_id: str) -> pd.DataFrame:
-    """All child runs of a parent (any status) as MLflow's DataFrame (``tags.*``, ``metrics.*``...)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return pd.DataFrame()
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_ids=[exp.experiment_id],
-                              filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-                              output_format="pandas", max_results=50000)
+    tags = {ROLE_TAG: "study", **({STUDY_RUN_TAG: study_run} if study_run else {})}
+    return find_run(uri, experiment, tags=tags, newest=True)
 
 
 def runs_to_records(runs: pd.DataFrame) -> pd.DataFrame:
@@ -269,6 +229,8 @@ def study_table(study: Study, uri: str, *, experiment: str | None = None, parent
     if parent_run_id is None:
         records = runs_to_records(pd.DataFrame())
         return build_table(study, records), None, records
+    from tdrl.train.tracking import child_runs
+
     records = runs_to_records(child_runs(uri, experiment, parent_run_id))
     return build_table(study, records), parent_run_id, records
 
@@ -277,13 +239,13 @@ def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | Non
            parent_run_id: str | None = None, study_run: str | None = None, log: bool = True,
            echo: bool = True) -> tuple[pd.DataFrame, str | None, dict[str, Path]]:
     """Read, write (md/csv/png), print, and log the files as artifacts (``tables/``) on the parent run."""
-    import mlflow
+    from tdrl.train.tracking import get_run, log_artifacts
 
     table, parent, records = study_table(study, uri, experiment=experiment, parent_run_id=parent_run_id,
                                          study_run=study_run)
     caption = ""
     if parent is not None:
-        run = mlflow.MlflowClient(tracking_uri=uri).get_run(parent)
+        run = get_run(uri, parent)
         caption = run.data.tags.get(STUDY_RUN_TAG, "") or run.info.run_name or ""
     paths = write_outputs(study, table, out_dir, caption=caption, records=records)
     if echo:
@@ -291,9 +253,7 @@ def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | Non
         if parent is None:
             print(f"(no study run of {study.name} in {experiment or experiment_name(study)} at {uri})")
     if log and parent is not None:
-        client = mlflow.MlflowClient(tracking_uri=uri)
-        for p in paths.values():
-            client.log_artifact(parent, str(p), artifact_path="tables")
+        log_artifacts(uri, parent, paths.values(), artifact_path="tables")
     return table, parent, paths
 
 
@@ -317,7 +277,9 @@ def run(args) -> int:
     from tdrl.config.base import ConfigError
     from tdrl.study.definitions import STUDIES, get_study
 
-    uri = args.mlflow_uri or default_tracking_uri()
+    from tdrl.train.tracking import tracking_uri
+
+    uri = tracking_uri(args.mlflow_uri)
     try:
         studies = [get_study(s) for s in args.studies] if args.studies else list(STUDIES.values())
     except KeyError as exc:

@@ -260,12 +260,11 @@ def validate(job: Job, tr: Training, loader: DataLoader) -> MetricMeter:
 def epoch_metrics(total: MetricMeter, *, epoch: int, lr: float, world: int, epoch_time: float) -> dict[str, float]:
     """The reported metrics (:data:`METRICS`) from the sums over all ranks."""
     seen, vn = total["clips"], max(total["val_clips"], 1.0)
+    # Tune's progress table shows the first four metrics it sees: epoch, val/train top-1 and the loss.
     return {
-        "epoch": epoch,
+        "epoch": epoch, "val_top1": 100.0 * total["val_hits1"] / vn, "train_top1": 100.0 * total["hits"] / seen,
         "train_loss": total["loss"] / seen, "train_ce": total["ce"] / seen, "train_td": total["td"] / seen,
-        "train_top1": 100.0 * total["hits"] / seen,
-        "val_loss": total["val_loss"] / vn, "val_top1": 100.0 * total["val_hits1"] / vn,
-        "val_top5": 100.0 * total["val_hits5"] / vn,
+        "val_loss": total["val_loss"] / vn, "val_top5": 100.0 * total["val_hits5"] / vn,
         # seconds are summed over ranks that train side by side: their mean is the epoch's training time
         "lr": lr, "clips_per_s": seen / (total["seconds"] / world), "skipped": total["skipped"],
         "epoch_time_s": epoch_time,

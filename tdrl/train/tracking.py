@@ -60,6 +60,10 @@ TABLE_TAG = "tdrl.table"  # the paper's caption, children and parent
 SEED_TAG = "tdrl.seed"
 TRIAL_TAG = "tdrl.trial"  # Tune trial id, children
 STOPPED_EARLY_TAG = "tdrl.stopped_early"  # "true" on a child a scheduler (ASHA) stopped
+CONFIG_HASH_TAG = "tdrl.config_hash"  # what decides a trial's result (tdrl.study.sharing), children
+PRESET_TAG = "tdrl.preset"  # the preset a trial was built on, children
+SHARED_FROM_TAG = "tdrl.shared_from"  # a shared child: the run id it copies its metrics from
+SHARED_STUDY_TAG = "tdrl.shared_study"  # a shared child: the study that trained the source run
 
 STEP_KEY = "train_loss"  # every logged epoch has it; its history says which epochs are logged
 RETRY_ATTEMPTS = 4  # tdrl's own tries for non-HTTP stores (HTTP: MLflow's client retries, see above)

@@ -44,7 +44,7 @@ def test_table5_reduced_study_end_to_end(study_data, tmp_path, capsys):
     md = (tmp_path / "tables" / "table5.md").read_text()
     assert "| Method | Top-1 paper | Top-1 measured |" in md and "| +50% TDLoss | 48.4 |" in md
     arts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(res.parent_run_id, "tables")}
-    assert arts == {"tables/table5.md", "tables/table5.csv", "tables/table5.png"}
+    assert arts == {"tables/table5.md", "tables/table5.csv", "tables/table5.png", "tables/table5_runs.csv"}
     parent = MlflowClient(tracking_uri=uri).get_run(res.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["tdrl.role"] == "study"
 
