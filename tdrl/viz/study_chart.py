@@ -70,15 +70,20 @@ def build_study_chart(df: "pd.DataFrame", *, title: str = "", ylabel: str = "top
     tops = [v for v in np.concatenate([mean + std, paper]) if math.isfinite(v)]
     if tops and max(tops) > 0:
         ax.set_ylim(top=max(tops) * 1.25)
+    return _finish(fig, ax, title)
+
+
+DIFF_COLUMNS = ("row", "measured", "low", "high", "paper")
+
+
+def _finish(fig: Figure, ax, title: str) -> Figure:
+    """Legend, grid and wrapped title, shared by both charts."""
     ax.legend(fontsize=8, loc="upper left", ncol=2)
     ax.grid(True, axis="y", alpha=0.3)
     if title:
         ax.set_title("\n".join(textwrap.wrap(title, width=int(fig.get_figwidth() * 9))), fontsize=10)
     fig.tight_layout()
     return fig
-
-
-DIFF_COLUMNS = ("row", "measured", "low", "high", "paper")
 
 
 def build_difference_chart(df: "pd.DataFrame", *, title: str = "",
@@ -119,12 +124,7 @@ def build_difference_chart(df: "pd.DataFrame", *, title: str = "",
     if spread:
         lim = max(spread) * 1.35 + 0.5
         ax.set_ylim(-lim, lim)
-    ax.legend(fontsize=8, loc="upper left", ncol=2)
-    ax.grid(True, axis="y", alpha=0.3)
-    if title:
-        ax.set_title("\n".join(textwrap.wrap(title, width=int(fig.get_figwidth() * 9))), fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def save_difference_chart(df: "pd.DataFrame", out: str | Path, **kwargs) -> Path:
