@@ -22,8 +22,9 @@ def ray_session():
     """A local 2-CPU Ray instance shared by every test that asks for it."""
     import ray
 
+    from ray_helpers import start_test_ray
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, resources={"TRAIN_DRIVER": 4}, include_dashboard=True, dashboard_host="127.0.0.1",
-                 log_to_driver=True)
+        start_test_ray()  # its own instance, never a cluster that runs (or ran) on this machine
     yield ray
     ray.shutdown()
