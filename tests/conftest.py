@@ -3,7 +3,7 @@
 ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` must be in the environment before ``ray.init`` so the
 controller and workers inherit it; 0.2 s roughly halves small Train runs' overhead.
 The ``TRAIN_DRIVER`` custom resource lets Tune trial drivers run without taking a CPU (see
-/work/shared/docs/ray-mlflow-notes.md): 2-worker DDP trials then fit on 2 CPUs.
+../shared/docs/ray-mlflow-notes.md beside the repository): 2-worker DDP trials then fit on 2 CPUs.
 """
 
 from __future__ import annotations

@@ -108,35 +108,27 @@ def _coerce(field: str, tp: Any, value: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
         raise ConfigError(f"{field}={value!r} must be true or false")
-    if base is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{field}={value!r} must be an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{field}={value!r} must be an integer")
-    if base is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{field}={value!r} must be a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{field}={value!r} must be a number")
+    if base in (int, float):
+        return _coerce_number(field, base, value)
     if base is str:
         if not isinstance(value, str):
             raise ConfigError(f"{field}={value!r} must be a string")
         return value
     return value
+
+
+def _coerce_number(field: str, kind: type, value: Any) -> Any:
+    """An int or float field from a number or a numeric string; booleans, and fractions for an int
+    field, are refused."""
+    if not isinstance(value, bool):
+        if isinstance(value, int) or (isinstance(value, float) and (kind is float or value.is_integer())):
+            return kind(value)
+        if isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    raise ConfigError(f"{field}={value!r} must be {'an integer' if kind is int else 'a number'}")
 
 
 @functools.cache
@@ -224,13 +216,14 @@ def option_name(f: dataclasses.Field) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
-                  defaults: Any = None) -> None:
+                  defaults: Any = None, prefix: str = "") -> None:
     """Add one ``--field-name`` option per dataclass field; defaults stay in the dataclass.
 
     Every option defaults to ``None`` (meaning "not given") so that presets and files can be
     layered underneath the command line. ``defaults`` (an instance of ``cls``) is what the help
     shows as each default, when a bare command starts from other values than the dataclass's
-    (``tdrl train`` starts from the smoke preset).
+    (``tdrl train`` starts from the smoke preset). ``prefix`` goes before each ``dest`` (``"data."``),
+    so sections with a field of the same name never clash; read them back with :func:`given_arguments`.
     """
     hints = _field_types(cls)
     shown_defaults = to_dict(defaults) if defaults is not None else {}
@@ -246,12 +239,14 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         if typing.get_origin(base) is typing.Literal:
             choices = typing.get_args(base)
             kind = int if all(type(c) is int for c in choices) else None
-            parser.add_argument(option_name(f), dest=f.name, default=None, choices=choices, type=kind, help=helptext)
+            parser.add_argument(option_name(f), dest=prefix + f.name, default=None, choices=choices, type=kind,
+                                help=helptext)
         elif base is bool:
-            parser.add_argument(option_name(f), dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+            parser.add_argument(option_name(f), dest=prefix + f.name, default=None, action=argparse.BooleanOptionalAction,
                                 help=helptext)
         else:
-            parser.add_argument(option_name(f), dest=f.name, default=None, metavar=f.name.upper(), help=helptext)
+            parser.add_argument(option_name(f), dest=prefix + f.name, default=None, metavar=option_name(f)[2:].upper().replace("-", "_"),
+                                help=helptext)
 
 
 def given_arguments(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tdrl.config.base import InputError
+
 V2_DEFAULTS = {"labels": "something-something-v2-labels.json",
                "train": "something-something-v2-train.json",
                "val": "something-something-v2-validation.json"}
@@ -34,7 +36,7 @@ V1_DEFAULTS = {"labels": "something-something-v1-labels.csv",
 MAX_UNMAPPED_LABEL = 100_000  # list files without a label map: labels must stay below this
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError, ValueError):
     """An annotation or label file is malformed; the message names file, line and the fix."""
 
 
@@ -274,3 +276,19 @@ def class_counts(records: Sequence[VideoRecord], num_classes: int) -> list[int]:
     for r in records:
         counts[r.label] += 1
     return counts
+
+
+def add_source_arguments(parser, *, root_help: str = "dataset directory") -> None:
+    """The options that locate a dataset's files for :func:`load_annotations` (``tdrl data inspect``
+    and ``tdrl data prepare``): ``--dataset``, ``--root``, ``--labels``, ``--video-dir``, ``--video-ext``.
+    The commands make the paths typed absolute against the current folder."""
+    from tdrl.config.base import literal_values
+    from tdrl.config.data import DataConfig
+
+    parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
+                        help="annotation format")
+    parser.add_argument("--root", required=True, help=root_help)
+    parser.add_argument("--labels", default=None, help="label file (V1 CSV / V2 JSON / label map); default: the "
+                                                       "official name under --root")
+    parser.add_argument("--video-dir", default="", help="folder of the videos / frame folders (default: --root)")
+    parser.add_argument("--video-ext", default=".webm", help="sthv2 video extension")

@@ -19,10 +19,12 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from tdrl.config.base import InputError
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
-class DecodeError(RuntimeError):
+class DecodeError(InputError, RuntimeError):
     """A video or frame folder cannot be read; the message names the path and the problem."""
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 import numpy as np
 
 from tdrl.config.base import literal_values
 from tdrl.config.data import DataConfig
-from tdrl.data.annotations import AnnotationError, class_counts, load_annotations
+from tdrl.config.paths import absolute
+from tdrl.data.annotations import add_source_arguments, class_counts, load_annotations
 from tdrl.data.decoding import DecodeError, open_video
 from tdrl.data.sampling import sample_indices
 from tdrl.data.transforms import TrainPreset
@@ -27,16 +27,12 @@ LIST_LIMIT = 50  # problem items listed per split (all are counted)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
-                        help="annotation format")
-    parser.add_argument("--root", required=True, help="dataset directory")
+    add_source_arguments(parser)
     parser.add_argument("--annotations", action="append", default=None, metavar="FILE",
                         help="annotation file (repeat for several splits); default: official sthv1/sthv2 "
-                             "train and validation names")
-    parser.add_argument("--labels", default=None, help="label file (V1 CSV / V2 JSON / label map)")
-    parser.add_argument("--video-dir", default="", help="videos / frame folders relative to root")
-    parser.add_argument("--video-ext", default=".webm", help="sthv2 video extension")
-    parser.add_argument("--decoder", default="auto", choices=("auto", "decord", "pyav"))
+                             "train and validation names under --root")
+    parser.add_argument("--decoder", default="auto", choices=literal_values(DataConfig, "decoder"),
+                        help="video decoder (default: auto)")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip T (short-item threshold, sample)")
     parser.add_argument("--limit", type=int, default=None, help="open only the first N items of each split")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample's random sampling")
@@ -46,10 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def inspect_dataset(dataset: str, root: str, annotations: list[str] | None, *, labels: str | None = None,
                     video_dir: str = "", video_ext: str = ".webm", decoder: str = "auto", frames: int = 8,
                     limit: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """Everything ``tdrl data inspect`` reports, as a JSON-ready dict."""
+    """Everything ``tdrl data inspect`` reports, as a JSON-ready dict. Paths given are relative to the
+    current folder (as typed on a command line); the splits are reported under the names given."""
     cfg = DataConfig(dataset=dataset, root=root)  # validates the name; gives the sampling mode
+    root, labels, video_dir = absolute(root), labels and absolute(labels), video_dir and absolute(video_dir)
     splits: list[tuple[str, str | None]] = (
-        [(a, a) for a in annotations] if annotations else [("train", None), ("val", None)])
+        [(a, absolute(a)) for a in annotations] if annotations else [("train", None), ("val", None)])
     report: dict[str, Any] = {"dataset": dataset, "root": root, "frames": frames, "splits": {}}
     sample_done = False
     for name, ann_file in splits:
@@ -93,16 +91,10 @@ def _sample(rec: Any, n: int, mode: str, frames: int, decoder: str, seed: int) -
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        report = inspect_dataset(args.dataset, args.root, args.annotations, labels=args.labels,
-                                 video_dir=args.video_dir, video_ext=args.video_ext, decoder=args.decoder,
-                                 frames=args.frames, limit=args.limit, seed=args.seed)
-    except AnnotationError as exc:
-        if args.json:
-            print(json.dumps({"error": str(exc)}))
-        else:
-            print(f"tdrl data inspect: error: {exc}", file=sys.stderr)
-        return 2
+    """Exit 0, or 1 when items are unreadable; an unusable annotation file is an InputError (exit 2)."""
+    report = inspect_dataset(args.dataset, args.root, args.annotations, labels=args.labels,
+                             video_dir=args.video_dir, video_ext=args.video_ext, decoder=args.decoder,
+                             frames=args.frames, limit=args.limit, seed=args.seed)
     bad = sum(s["unreadable_count"] for s in report["splits"].values())
     if args.json:
         print(json.dumps(report, indent=1))

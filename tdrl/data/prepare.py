@@ -35,7 +35,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Sequence
 
-from tdrl.data.annotations import AnnotationError, V1_DEFAULTS, V2_DEFAULTS, load_annotations
+from tdrl.config.base import ConfigError, InputError
+from tdrl.config.paths import absolute
+from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS, add_source_arguments, load_annotations
 
 FRAMES_DIR = "frames"
 LABELS_FILE = "labels.txt"
@@ -43,7 +45,7 @@ PARAMS_FILE = "prepare.json"
 FORMAT_VERSION = 1
 
 
-class PrepareError(RuntimeError):
+class PrepareError(InputError, RuntimeError):
     """A video could not be converted, or the output directory holds a different preparation."""
 
 
@@ -58,9 +60,9 @@ class PrepareParams:
 
     def __post_init__(self) -> None:
         if self.short_side < 0 or (0 < self.short_side < 8):
-            raise ValueError(f"short_side={self.short_side}: must be >= 8 (or 0 to keep the size)")
+            raise ConfigError(f"short_side={self.short_side}: must be >= 8 (or 0 to keep the size)")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality={self.quality}: must be 1..100")
+            raise ConfigError(f"quality={self.quality}: must be 1..100")
 
 
 @dataclass
@@ -222,18 +224,53 @@ def prepare_dataset(dataset: str, root: str | Path, out: str | Path, *,
     t0 = time.time()
     params = PrepareParams(short_side, quality, upscale)
     splits = dict(annotations) if annotations else default_splits(dataset)
-    out = Path(out).resolve()
-    root = Path(root)
+    out, root = Path(out).resolve(), Path(root)
     video_root = (root / video_dir if video_dir else root).resolve()
-    parsed = {}
-    for split, ann in splits.items():
-        parsed[split] = load_annotations(dataset, root, ann, split=split if split in ("train", "val") else "train",
-                                         labels=labels, video_dir=video_dir, video_ext=video_ext)
+    parsed = {split: load_annotations(dataset, root, ann, split=split if split in ("train", "val") else "train",
+                                      labels=labels, video_dir=video_dir, video_ext=video_ext)
+              for split, ann in splits.items()}
     classes = next(iter(parsed.values())).classes
     for split, a in parsed.items():
         if a.classes != classes:
             raise PrepareError(f"split {split!r} has other classes than {next(iter(parsed))!r}; "
                                f"give the same --labels for all splits")
+    frames_root = _claim_output(out, params, force, {"dataset": dataset, "root": str(root.resolve()),
+                                                     "splits": {k: str(v) for k, v in splits.items()}})
+    # One task per distinct video (an item may appear in several splits).
+    dest: dict[Path, str] = {}  # source path -> video id
+    where: dict[str, str] = {}  # video id -> first annotation line naming it
+    for a in parsed.values():
+        for r in a.records:
+            vid = dest.setdefault(r.path, video_id(r.path, video_root))
+            where.setdefault(vid, r.source)
+    num_frames = {vid: count_frames(frames_root / vid) for vid in dest.values() if (frames_root / vid).is_dir()}
+    todo = [(str(src), str(frames_root / vid)) for src, vid in dest.items() if vid not in num_frames]
+    info = PrepareInfo(str(out), {}, str(out / LABELS_FILE), classes, skipped=len(num_frames))
+    converted, errors = _convert_all(todo, params, frames_root, workers, progress)
+    num_frames.update(converted)
+    info.converted = len(converted)
+    src_of = {vid: src for src, vid in dest.items()}
+    info.failed = [f"{where[v]}: {src_of[v]}: {e}" for v, e in sorted(errors.items())]
+    if errors and not skip_bad:
+        shown = "\n  ".join(info.failed[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise PrepareError(f"{len(errors)} video(s) could not be converted (the others were; a rerun "
+                           f"resumes):\n  {shown}{more}\nfix or remove them, or pass --skip-bad to leave "
+                           f"them out of the split files")
+    _write_if_changed(out / LABELS_FILE, "".join(c + "\n" for c in classes))
+    for split, a in parsed.items():
+        lines = [f"{FRAMES_DIR}/{dest[r.path]} {num_frames[dest[r.path]]} {r.label}\n"
+                 for r in a.records if dest[r.path] not in errors]
+        path = out / f"{split}.txt"
+        _write_if_changed(path, "".join(lines))
+        info.splits[split] = str(path)
+    info.seconds = time.time() - t0
+    return info
+
+
+def _claim_output(out: Path, params: PrepareParams, force: bool, source: dict[str, Any]) -> Path:
+    """Refuse an output folder prepared with other parameters (unless ``force``, which clears it), record
+    ours, and return its frames folder."""
     out.mkdir(parents=True, exist_ok=True)
     marker = out / PARAMS_FILE
     if marker.is_file() and not force:
@@ -245,117 +282,75 @@ def prepare_dataset(dataset: str, root: str | Path, out: str | Path, *,
     if force and frames_root.exists():
         shutil.rmtree(frames_root)
     frames_root.mkdir(exist_ok=True)
-    marker.write_text(json.dumps({"params": asdict(params), "dataset": dataset, "root": str(root.resolve()),
-                                  "splits": {k: str(v) for k, v in splits.items()}}, indent=1))
+    marker.write_text(json.dumps({"params": asdict(params), **source}, indent=1))
+    return frames_root
 
-    # One task per distinct video (an item may appear in several splits).
-    dest: dict[Path, str] = {}  # source path -> video id
-    where: dict[str, str] = {}  # video id -> first annotation line naming it
-    for a in parsed.values():
-        for r in a.records:
-            vid = dest.setdefault(r.path, video_id(r.path, video_root))
-            where.setdefault(vid, r.source)
-    num_frames: dict[str, int] = {}
-    todo: list[tuple[str, str]] = []
-    for src, vid in dest.items():
-        d = frames_root / vid
-        if d.is_dir():
-            num_frames[vid] = count_frames(d)
-        else:
-            todo.append((str(src), str(d)))
-    info = PrepareInfo(str(out), {}, str(out / LABELS_FILE), classes, skipped=len(num_frames))
+
+def _convert_all(todo: list[tuple[str, str]], params: PrepareParams, frames_root: Path, workers: int | None,
+                 progress: bool) -> tuple[dict[str, int], dict[str, str]]:
+    """Convert ``(source, folder)`` pairs in ``workers`` processes; returns ``(frames per converted video
+    id, error per failed video id)``."""
+    converted: dict[str, int] = {}
     errors: dict[str, str] = {}
-    if todo:
-        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-        chunk = max(1, min(16, len(todo) // (workers * 4) or 1))
-        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-        done = 0
+    if not todo:
+        return converted, errors
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    chunk = max(1, min(16, len(todo) // (workers * 4) or 1))
+    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
 
-        def collect(results: list[tuple[str, int | None, str]]) -> None:
-            nonlocal done
-            for dst, n, err in results:
-                vid = Path(dst).relative_to(frames_root).as_posix()
-                if n is None:
-                    errors[vid] = err
-                else:
-                    num_frames[vid] = n
-                    info.converted += 1
-            done += len(results)
-            if progress:
-                print(f"\r{done}/{len(todo)} videos", end="", file=sys.stderr, flush=True)
-
-        if workers == 1:
-            for c in chunks:
-                collect(_convert_many(c, params))
-        else:
-            # spawn: the caller may hold torch/Ray threads that fork copies badly.
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                for fut in as_completed([pool.submit(_convert_many, c, params) for c in chunks]):
-                    collect(fut.result())
+    def collect(results: list[tuple[str, int | None, str]]) -> None:
+        for dst, n, err in results:
+            vid = Path(dst).relative_to(frames_root).as_posix()
+            if n is None:
+                errors[vid] = err
+            else:
+                converted[vid] = n
         if progress:
-            print(file=sys.stderr)
-    src_of = {vid: src for src, vid in dest.items()}
-    info.failed = [f"{where[v]}: {src_of[v]}: {e}" for v, e in sorted(errors.items())]
-    if errors and not skip_bad:
-        shown = "\n  ".join(info.failed[:20])
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        raise PrepareError(f"{len(errors)} video(s) could not be converted (the others were; a rerun "
-                           f"resumes):\n  {shown}{more}\nfix or remove them, or pass --skip-bad to leave "
-                           f"them out of the split files")
-    _write_if_changed(out / LABELS_FILE, "".join(c + "\n" for c in classes))
-    for split, a in parsed.items():
-        lines = []
-        for r in a.records:
-            vid = dest[r.path]
-            if vid in errors:
-                continue
-            lines.append(f"{FRAMES_DIR}/{vid} {num_frames[vid]} {r.label}\n")
-        path = out / f"{split}.txt"
-        _write_if_changed(path, "".join(lines))
-        info.splits[split] = str(path)
-    info.seconds = time.time() - t0
-    return info
+            print(f"\r{len(converted) + len(errors)}/{len(todo)} videos", end="", file=sys.stderr, flush=True)
+
+    if workers == 1:
+        for c in chunks:
+            collect(_convert_many(c, params))
+    else:
+        # spawn: the caller may hold torch/Ray threads that fork copies badly.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(_convert_many, c, params) for c in chunks]):
+                collect(fut.result())
+    if progress:
+        print(file=sys.stderr)
+    return converted, errors
 
 
 # --- the `tdrl data prepare` command ----------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tdrl.config.base import literal_values
-    from tdrl.config.data import DataConfig
-
-    parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
-                        help="annotation format of the source")
-    parser.add_argument("--root", required=True, help="source dataset directory")
+    add_source_arguments(parser, root_help="source dataset directory")
     parser.add_argument("--annotations", action="append", default=None, metavar="[SPLIT=]FILE",
                         help="annotation file of a split, repeatable (a bare FILE names the split after its "
                              "stem); default for sthv1/sthv2: the official train and validation files")
-    parser.add_argument("--labels", default=None, help="label file (V1 CSV / V2 JSON / label map)")
-    parser.add_argument("--video-dir", default="", help="videos / frame folders relative to root")
-    parser.add_argument("--video-ext", default=".webm", help="sthv2 video extension")
     parser.add_argument("--out", required=True, help="output directory (frames/, <split>.txt, labels.txt)")
     parser.add_argument("--short-side", type=int, default=256,
                         help="scale frames so the shorter side is this (only down, unless --upscale; 0 = keep)")
     parser.add_argument("--upscale", action="store_true", help="also enlarge frames smaller than --short-side")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default 90)")
-    parser.add_argument("--workers", type=int, default=None, help="converting processes (default: all cores)")
+    parser.add_argument("--processes", type=int, default=None, help="converting processes (default: all cores)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave unreadable videos out of the split files instead of failing")
     parser.add_argument("--force", action="store_true", help="redo every video")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        splits = parse_split_args(args.annotations, args.dataset)
-        info = prepare_dataset(args.dataset, args.root, args.out, annotations=splits, labels=args.labels,
-                               video_dir=args.video_dir, video_ext=args.video_ext, short_side=args.short_side,
-                               quality=args.quality, upscale=args.upscale, workers=args.workers,
-                               skip_bad=args.skip_bad, force=args.force, progress=sys.stderr.isatty())
-    except AnnotationError as exc:
-        print(f"tdrl data prepare: error: {exc}", file=sys.stderr)
-        return 2
-    except (PrepareError, ValueError) as exc:
-        print(f"tdrl data prepare: error: {exc}", file=sys.stderr)
-        return 1
+    # Paths typed on the command line are relative to the current folder; official names (no
+    # --annotations / --labels) are looked up under --root.
+    splits = parse_split_args(args.annotations, args.dataset)
+    if args.annotations:
+        splits = {k: absolute(v) for k, v in splits.items()}
+    info = prepare_dataset(args.dataset, absolute(args.root), absolute(args.out), annotations=splits,
+                           labels=args.labels and absolute(args.labels),
+                           video_dir=args.video_dir and absolute(args.video_dir), video_ext=args.video_ext,
+                           short_side=args.short_side, quality=args.quality, upscale=args.upscale,
+                           workers=args.processes, skip_bad=args.skip_bad, force=args.force,
+                           progress=sys.stderr.isatty())
     for line in info.failed:
         print(f"skipped unreadable: {line}", file=sys.stderr)
     print(f"{info.out}: {info.converted} videos converted, {info.skipped} already done, "

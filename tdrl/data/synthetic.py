@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from tdrl.config.base import ConfigError
 from tdrl.data.annotations import V2_DEFAULTS
 
 MARKER = "_SYNTH_COMPLETE.json"
@@ -418,9 +419,8 @@ def run(args: argparse.Namespace) -> int:
                                   val_per_class=args.val_per_class, frames=args.frames, size=args.size,
                                   seed=args.seed, workers=args.workers, force=args.force,
                                   **{k: getattr(args, k) for k in KNOBS})
-    except ValueError as exc:
-        print(f"tdrl synth: error: {exc}")
-        return 2
+    except ValueError as exc:  # a bad parameter: tdrl.cli prints "tdrl synth: error: ..." on stderr, exit 2
+        raise ConfigError(str(exc)) from exc
     what = "generated" if info.generated else "already complete, reused"
     print(f"{info.root}: {what} in {time.time() - t0:.1f}s; {len(info.classes)} classes, "
           f"labels {info.labels}, train {info.train}, validation {info.validation}")

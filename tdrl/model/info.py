@@ -14,7 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tdrl.config.base import add_arguments as add_config_arguments
-from tdrl.config.base import from_dict, given_arguments, to_dict
+from tdrl.config.base import ConfigError, from_dict, given_arguments, to_dict
 from tdrl.config.model import ModelConfig
 from tdrl.model.network import TDRLNet
 
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = from_dict(ModelConfig, given_arguments(args, ModelConfig), section="model")
     if args.size < 32:
-        raise SystemExit(f"tdrl model-info: --size {args.size} is too small; ResNets need at least 32")
+        raise ConfigError(f"--size {args.size} is too small; ResNets need at least 32")
     info = count(cfg, args.size)
     if args.json:
         print(json.dumps({**info, "config": to_dict(cfg)}))

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from tdrl.config.base import InputError
+
 NEW_MODULE_PARTS = (".enhance.", ".temporal.")
 _WEIGHTS = {
     "resnet18": "ResNet18_Weights",
@@ -23,7 +25,7 @@ _WEIGHTS = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(InputError, RuntimeError):
     """Weights are missing or do not fit the network; the message names the file."""
 
 

@@ -1,63 +1,54 @@
 """The ``tdrl train`` command: preset < --config FILE < command-line options, then :func:`fit`.
 
 With no options it trains the ``smoke`` preset on a local Ray instance it starts itself (or on the
-cluster in ``RAY_ADDRESS``). Every model/data/train field is an option (``--td-lambda``,
-``--epochs``, ...); the data section's ``workers`` is ``--data-workers`` because ``--workers`` is
-the number of training workers. All values are validated before Ray starts.
+cluster in ``RAY_ADDRESS``); ``--help`` shows the smoke preset's values as the defaults, since those
+are what a bare command runs. Every model/data/train field is an option (``--td-lambda``,
+``--epochs``, ...), named after its field (the data section's ``workers`` is ``--data-workers``:
+``--workers`` is the number of training workers). All values are validated before Ray starts; a
+failure during training shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from tdrl.config.base import add_arguments as add_config_arguments
+from tdrl.config.base import add_arguments as add_config_arguments, given_arguments
 from tdrl.config.experiment import SECTIONS, Experiment, load_file
 
-RENAMED = {"data": {"--workers": "--data-workers"}}
-
-
-class _SectionOptions:
-    """Lets :func:`tdrl.config.base.add_arguments` add one section's options with ``section.field``
-    destinations (so sections never clash) and renamed flags where two sections share a name."""
-
-    def __init__(self, group: argparse._ArgumentGroup, section: str) -> None:
-        self.group, self.section = group, section
-
-    def add_argument(self, *flags: str, dest: str, **kwargs: Any) -> None:
-        rename = RENAMED.get(self.section, {})
-        self.group.add_argument(*(rename.get(f, f) for f in flags), dest=f"{self.section}.{dest}", **kwargs)
+BARE_PRESET = "smoke"  # what `tdrl train` without --preset or --config runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tdrl.train.presets import PRESETS
+    from tdrl.train.presets import PRESETS, get_preset
 
     parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
                         help="starting values: " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
-                        + " (default: smoke, or none when --config is given)")
+                        + f" (default: {BARE_PRESET}, or none when --config is given)")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="YAML/JSON file with model/data/train sections or SECTION.FIELD keys, layered over "
                              "the preset; command-line options override it")
     parser.add_argument("--parent-run-id", default=None, help="MLflow parent run id (nest this run under it)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved configuration as JSON and exit without training")
+    bare = get_preset(BARE_PRESET).experiment()
     for section, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} options")
-        add_config_arguments(_SectionOptions(group, section), cls)  # type: ignore[arg-type]
+        group = parser.add_argument_group(f"{section} options (defaults: the {BARE_PRESET} preset's)")
+        add_config_arguments(group, cls, defaults=getattr(bare, section), prefix=f"{section}.")
 
 
 def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Any]:
     """The layered Experiment and the preset used (or None)."""
     from tdrl.train.presets import get_preset
 
-    name = args.preset or (None if args.config else "smoke")
+    name = args.preset or (None if args.config else BARE_PRESET)
     preset = get_preset(name) if name else None
     exp = preset.experiment() if preset else Experiment()
     if args.config:
         exp = load_file(args.config, base=exp)
-    given = {k: v for k, v in vars(args).items() if "." in k and v is not None}
+    given = {f"{section}.{k}": v for section, cls in SECTIONS.items()
+             for k, v in given_arguments(args, cls, prefix=f"{section}.").items()}
     return exp.override(given), preset
 
 
@@ -72,15 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if preset is not None:
         prepare_data(preset, exp)
-    try:
-        result = fit(exp, parent_run_id=args.parent_run_id)
-    except Exception as exc:
-        from tdrl.config.base import ConfigError
-
-        if isinstance(exc, ConfigError):
-            raise
-        print(f"tdrl train: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    result = fit(exp, parent_run_id=args.parent_run_id)
     m = result.metrics
     print(f"[tdrl] finished {result.name}: val top-1 {m.get('val_top1', float('nan')):.2f}% top-5 "
           f"{m.get('val_top5', float('nan')):.2f}% (best top-1 {m.get('best_val_top1') or 0:.2f}% at epoch "

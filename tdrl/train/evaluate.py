@@ -18,8 +18,10 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from tdrl.config.base import ConfigError, add_arguments as add_config_arguments, given_arguments
+from tdrl.config.base import ConfigError, InputError, add_arguments as add_config_arguments, given_arguments
+from tdrl.config.base import literal_values
 from tdrl.config.data import DataConfig
+from tdrl.config.train import TrainConfig
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
@@ -92,9 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint directory or checkpoint.pt; two or more are ensembled (e.g. 8f + 16f)")
     parser.add_argument("--weights", default=None, help="comma-separated ensemble weights (default: equal)")
     parser.add_argument("--batch-size", type=int, default=4, help="videos per forward pass (default: 4)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                        help="autocast dtype; auto = bf16 on GPU (default: auto)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto = a GPU if any)")
+    parser.add_argument("--precision", default="auto", choices=literal_values(TrainConfig, "precision"),
+                        help="autocast dtype; auto = bf16 on GPU, fp32 on CPU (default: auto)")
     parser.add_argument("--save-scores", default=None, metavar="FILE",
                         help="write the (ensembled) scores and labels to FILE with torch.save")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -135,16 +137,8 @@ def run(args: argparse.Namespace) -> int:
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     if weights is not None and len(weights) != len(args.checkpoints):
         raise ConfigError(f"--weights has {len(weights)} values for {len(args.checkpoints)} checkpoints")
-    from tdrl.train.checkpoint import CheckpointError
-
-    results = []
-    try:
-        for ckpt in args.checkpoints:
-            results.append(evaluate_checkpoint(ckpt, overrides, batch_size=args.batch_size, device=args.device,
-                                               precision=args.precision, progress=not args.json))
-    except CheckpointError as exc:
-        print(f"tdrl eval: error: {exc}", file=sys.stderr)
-        return 2
+    results = [evaluate_checkpoint(ckpt, overrides, batch_size=args.batch_size, device=args.device,
+                                   precision=args.precision, progress=not args.json) for ckpt in args.checkpoints]
     report: dict[str, Any] = {"members": [
         {"checkpoint": str(c), "frames": r["frames"], "views": r["views"], "videos": r["videos"],
          "top1": r["top1"], "top5": r["top5"], "loss": r["loss"]} for c, r in zip(args.checkpoints, results)]}
@@ -152,9 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if len(results) > 1:
         for c, r in zip(args.checkpoints[1:], results[1:]):
             if not torch.equal(r["labels"], labels):
-                print(f"tdrl eval: error: {c} was evaluated on other videos than {args.checkpoints[0]} "
-                      f"(labels differ); ensembles need the same validation split", file=sys.stderr)
-                return 2
+                raise InputError(f"{c} was evaluated on other videos than {args.checkpoints[0]} (labels differ); "
+                                 f"ensembles need the same validation split")
         scores = ensemble([r["scores"] for r in results], weights)
         report["ensemble"] = topk_accuracy(scores, labels)
     if args.save_scores:

@@ -7,18 +7,13 @@ on first use (``prepare_data``) under ``./data/synth-<preset>``.
 - ``smoke``: ResNet-18 at width 0.25, 8 frames, 56 px crops of 64 px videos, 6 classes (3 reversed
   pairs: chance 16.7%), 2 workers x 4 clips (global batch 8, lr 0.01 after a 1-epoch linear warm-up),
   14 epochs, lr x0.1 at 10. Shows the whole machinery (DDP, checkpoints, MLflow) working and
-  learning in about two minutes. Why lr 0.01 (lr_per_64 0.08): with the earlier lr 0.1 (0.8 per
-  64) the randomly initialised net collapsed in the first epoch (train CE jumps above ln 6, then
-  sits at ln 6 = 1.79 with the gradient norm shrinking to ~0.3) and stayed at chance for most seeds
-  and ablation rows (10-32% val top-1); lr 0.025 still stalled for 7-10 epochs and reached only
-  40% on one seed. At lr 0.01 every seed/row measured leaves chance by epoch 5-7 and ends at 95-100%
-  (seeds 0-2, with and without the TD loss, Table 5 rows; docs/training.md has the table).
-- ``cpu``: the same family, 8 frames, 80 px, 10 classes (800 training clips), 2 workers, 20 epochs:
-  a longer CPU run that clearly learns the temporal-order benchmark. lr 0.01 (lr_per_64 0.04 at
-  global batch 16) after a 1-epoch warm-up, for the smoke preset's reason: at lr 0.05 seed 1 without
-  the TD loss collapsed to chance (CE stuck at ln 10). Measured at lr 0.01 on 2 cores: seed 1
-  without the TD loss 90.5% val top-1 (best 91.5%) in 249 s, seed 0 with it 88.5% (best 90.5%) in
-  208 s; chance 10%.
+  learning in about two minutes.
+- ``cpu``: the same family, 8 frames, 80 px, 10 classes (800 training clips), 2 workers, 20 epochs,
+  lr 0.01 (lr_per_64 0.04 at global batch 16) after a 1-epoch warm-up: a longer CPU run that
+  clearly learns the temporal-order benchmark.
+
+Why both CPU presets warm up to lr 0.01 (higher rates collapsed the randomly initialised network
+to chance on some seeds), and the measured runs: docs/training.md, "Measured smoke run".
 - ``paper``: spec.md's recipe: TDRL ResNet-50 (TIM + PEM + TD loss), 8 frames, 224 px,
   Something-Something V1, ImageNet weights, batch 64 in total over 8 GPU workers, SGD lr 0.01 per 64,
   50 epochs with x0.1 at 30/40/45, bf16 autocast + channels_last on GPU.

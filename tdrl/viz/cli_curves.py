@@ -8,20 +8,27 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="MLflow run id of a training run")
     parser.add_argument("--mlflow-uri", default=None,
-                        help="MLflow tracking URI (default: sqlite:///<absolute cwd>/mlflow.db, training's default)")
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
     parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--log", action="store_true",
+                        help="also log the PNG to the run as an artifact (figures/learning_curves.png)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
-    from tdrl.train.tracking import tracking_uri
-    from tdrl.viz.curves import save_learning_curves
+    from tdrl.config.base import InputError
+    from tdrl.train.tracking import is_transient, tracking_uri
+    from tdrl.viz.curves import log_learning_curves, save_learning_curves
 
     uri = tracking_uri(args.mlflow_uri)
     try:
         out = save_learning_curves(args.run_id, uri, args.out)
-    except (MlflowException, ValueError) as exc:  # unknown run, no metrics: a message, not a trace
-        raise SystemExit(f"tdrl visualize curves: error: {exc}") from None
+    except MlflowException as exc:
+        if is_transient(exc):  # the store is down: a real failure, with its traceback
+            raise
+        raise InputError(f"run {args.run_id} at {uri}: {exc.message}") from exc  # e.g. no such run
     print(f"wrote {out}")
+    if args.log:
+        print(f"logged {log_learning_curves(args.run_id, uri)} to run {args.run_id}")
     return 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from tdrl.config.base import ConfigError, literal_values
+from tdrl.config.data import DataConfig
 from tdrl.viz.pem import DEFAULT_BLOCK, TOP_K
-
-PROG = "tdrl visualize pem"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,23 +27,18 @@ def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--short-side", type=int, default=None,
                         help="shorter side before the centre crop (default: the checkpoint's data.short_side, "
                              "scaled with --input-size)")
-    parser.add_argument("--decoder", default="auto", choices=("auto", "decord", "pyav"), help="video decoder")
+    parser.add_argument("--decoder", default="auto", choices=literal_values(DataConfig, "decoder"),
+                        help="video decoder (default: auto)")
     parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (pixels per inch of the figure)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdrl.viz.loading import exit_on_input_error
-
-    return exit_on_input_error(PROG, _run, args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from tdrl.viz.grid import save_figure
     from tdrl.viz.loading import crop_sizes, load_model, read_clip
     from tdrl.viz.pem import build_pem_figure, pem_results
 
     if args.k < 1:
-        raise ValueError("--k must be >= 1")
+        raise ConfigError(f"--k {args.k} must be >= 1")
     loaded = load_model(args.checkpoint)
     input_size, short_side = crop_sizes(loaded.data_cfg, args.input_size, args.short_side)
     clip = read_clip(args.video, loaded.model_cfg.frames, input_size=input_size, short_side=short_side,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from tdrl.config.base import ConfigError
 from tdrl.config.model import ModelConfig
 from tdrl.viz.cli_pem import add_clip_arguments
 from tdrl.viz.tm import DEFAULT_BLOCK
-
-PROG = "tdrl visualize tm"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,27 +33,21 @@ def default_label(cfg: ModelConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdrl.viz.loading import exit_on_input_error
-
-    return exit_on_input_error(PROG, _run, args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from tdrl.viz.grid import save_figure
     from tdrl.viz.loading import crop_sizes, load_model, read_clip
     from tdrl.viz.tm import build_tm_figure, tm_result
 
     labels = args.label or []
     if labels and len(labels) != len(args.checkpoint):
-        raise ValueError(f"{len(labels)} --label for {len(args.checkpoint)} --checkpoint")
+        raise ConfigError(f"{len(labels)} --label for {len(args.checkpoint)} --checkpoint")
     if args.td_ratio is not None and not 0 < args.td_ratio <= 1:
-        raise ValueError(f"--td-ratio {args.td_ratio} must be in (0, 1]")
+        raise ConfigError(f"--td-ratio {args.td_ratio} must be in (0, 1]")
     loaded = [load_model(c) for c in args.checkpoint]
     frames = {m.model_cfg.frames for m in loaded}
     sizes = {(m.data_cfg.input_size, m.data_cfg.short_side) for m in loaded}
     # One clip feeds every model, so they must agree on T (and on the crop unless it is given).
     if len(frames) > 1 or (len(sizes) > 1 and args.input_size is None):
-        raise ValueError(f"the checkpoints need the same frames and input size to share one clip; got frames "
+        raise ConfigError(f"the checkpoints need the same frames and input size to share one clip; got frames "
                          f"{sorted(frames)}, (input_size, short_side) {sorted(sizes)}; give --input-size")
     input_size, short_side = crop_sizes(loaded[0].data_cfg, args.input_size, args.short_side)
     clip = read_clip(args.video, frames.pop(), input_size=input_size, short_side=short_side, decoder=args.decoder)
@@ -63,8 +56,8 @@ def _run(args: argparse.Namespace) -> int:
         label = labels[i] if labels else default_label(m.model_cfg)
         try:
             results.append(tm_result(m.model, clip.clip, label=label, block=args.block, td_ratio=args.td_ratio))
-        except ValueError as exc:
-            raise ValueError(f"{m.path}: {exc}") from None
+        except ValueError as exc:  # the block has no temporal module, or no channels to compare
+            raise ConfigError(f"{m.path}: {exc}") from None
     title = (f"feature maps before/after TM (cos = mean cosine similarity between frames over the TD channels; "
              f"{input_size} px)")
     fig = build_tm_figure(clip.frames, results, title=title, column_labels=[f"frame {i}" for i in clip.indices])

@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from tdrl.config.base import InputError
+
 # panel title -> (metric keys drawn in it, y label)
 PANELS: dict[str, tuple[tuple[str, ...], str]] = {
     "loss": (("train_loss", "train_ce", "val_loss"), "loss"),
@@ -82,7 +84,7 @@ def save_learning_curves(run_id: str, tracking_uri: str, out: str | Path) -> Pat
     """Draw the curves of run ``run_id`` to PNG ``out``; returns the path."""
     history = fetch_history(run_id, tracking_uri)
     if not history:
-        raise ValueError(f"MLflow run {run_id} at {tracking_uri} has no per-epoch metrics "
+        raise InputError(f"MLflow run {run_id} at {tracking_uri} has no per-epoch metrics "
                          f"({', '.join(k for keys, _ in PANELS.values() for k in keys)})")
     from tdrl.train.tracking import get_run
 

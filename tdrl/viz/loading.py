@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -78,14 +77,3 @@ def crop_sizes(data_cfg: DataConfig, input_size: int | None, short_side: int | N
     if size < 1 or short_side < size:
         raise ConfigError(f"input size {size} must be >= 1 and <= the short side {short_side}")
     return size, short_side
-
-
-def exit_on_input_error(prog: str, command: Callable[[Any], int], args: Any) -> int:
-    """Run a figure command so that a bad checkpoint, video or value ends in one message, not a traceback."""
-    from tdrl.data.decoding import DecodeError
-    from tdrl.train.checkpoint import CheckpointError
-
-    try:
-        return command(args)
-    except (CheckpointError, DecodeError, ValueError) as exc:  # ConfigError is a ValueError too
-        raise SystemExit(f"{prog}: error: {exc}") from None

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from tdrl.config.base import ConfigError
 from tdrl.model.network import TDRLNet
 from tdrl.model.pem import ProgressiveEnhancement
 from tdrl.viz.grid import Row, gather_mean, grid_figure, rgb_groups, scale_row
@@ -76,7 +77,7 @@ def pem_results(model: TDRLNet, clip: torch.Tensor, blocks: Sequence[str] = (DEF
     resolved = [resolve_block(model, b) for b in blocks]
     for name, block in resolved:
         if not isinstance(block.enhance, ProgressiveEnhancement):
-            raise ValueError(f"block {name} has no PEM (model.enhance={model.cfg.enhance!r}); the PEM figure "
+            raise ConfigError(f"block {name} has no PEM (model.enhance={model.cfg.enhance!r}); the PEM figure "
                              f"needs a network trained with --enhance pem")
     captured = run_capturing(model, clip, {name: block.enhance for name, block in resolved})
     out = []

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from tdrl.config.base import ConfigError
 from tdrl.model.network import TDRLNet
 from tdrl.model.td_loss import EPS, td_channels
 from tdrl.viz.grid import Row, grid_figure, scale_row
@@ -78,7 +79,7 @@ def tm_result(model: TDRLNet, clip: torch.Tensor, *, label: str, block: str = DE
     """Run ``clip`` ``(1, T, 3, H, W)`` through ``model`` and keep TM's input and output at ``block``."""
     name, blk = resolve_block(model, block)
     if blk.temporal is None:
-        raise ValueError(f"block {name} has no temporal module (model.temporal={model.cfg.temporal!r})")
+        raise ConfigError(f"block {name} has no temporal module (model.temporal={model.cfg.temporal!r})")
     got = run_capturing(model, clip, {name: blk.temporal})[name]
     before, after = got.input[: model.frames], got.output[: model.frames]  # (T, C, H, W), clip 0
     return TmResult(label, name, before, after, compared_channels(model, before.shape[1], td_ratio))

@@ -42,7 +42,8 @@ def test_kinetics_with_missing_and_short(real: Path, tmp_path: Path, capsys) -> 
 
 
 @pytest.mark.parametrize("fmt", ["sthv1", "list"])
-def test_frame_folder_formats(real: Path, tmp_path: Path, capsys, fmt: str) -> None:
+def test_frame_folder_formats(real: Path, tmp_path: Path, capsys, monkeypatch, fmt: str) -> None:
+    monkeypatch.chdir(tmp_path)  # the files below are given relative to the current folder
     (tmp_path / "42").symlink_to(real / "frames")
     if fmt == "sthv1":
         (tmp_path / "labels.csv").write_text("Holding something\n")
@@ -56,7 +57,20 @@ def test_frame_folder_formats(real: Path, tmp_path: Path, capsys, fmt: str) -> N
     assert rep["sample"]["decoded_shape_THWC"] == [8, 240, 320, 3] and rep["splits"]["train.csv"]["frames_max"] == 10
 
 
-def test_bad_annotation_reports_error(tmp_path: Path, capsys) -> None:
+def test_bad_annotation_reports_error(tmp_path: Path, capsys, monkeypatch) -> None:
     (tmp_path / "l.txt").write_text("a.mp4 x\n")
-    rc, rep = _run(capsys, "--dataset", "list", "--root", str(tmp_path), "--annotations", "l.txt")
-    assert rc == 2 and "l.txt:1: malformed line" in rep["error"]
+    monkeypatch.chdir(tmp_path)
+    code = main(["data", "inspect", "--dataset", "list", "--root", ".", "--annotations", "l.txt", "--json"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("tdrl data inspect: error: ") and "l.txt:1: malformed line" in err
+
+
+def test_paths_on_the_command_line_are_relative_to_the_current_folder(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``--root DIR --annotations DIR/x.txt`` reads DIR/x.txt (it used to look for DIR/DIR/x.txt)."""
+    data = tmp_path / "DIR"
+    data.mkdir()
+    (data / "42").mkdir()
+    (data / "x.txt").write_text("42 10 0\n")
+    monkeypatch.chdir(tmp_path)
+    rc, rep = _run(capsys, "--dataset", "list", "--root", "DIR", "--annotations", "DIR/x.txt", "--limit", "0")
+    assert rc == 0 and rep["splits"]["DIR/x.txt"]["items"] == 1

@@ -122,12 +122,14 @@ def test_split_args() -> None:
         parse_split_args(["train=a", "train=b"], "list")
 
 
-def test_command(tiny_synth, tmp_path, capsys) -> None:
-    argv = ["data", "prepare", "--dataset", "sthv2", "--root", tiny_synth.root, "--out", str(tmp_path),
-            "--workers", "1", "--annotations", "val=something-something-v2-validation.json"]
+def test_command(tiny_synth, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tiny_synth.root)  # --annotations is relative to the current folder
+    argv = ["data", "prepare", "--dataset", "sthv2", "--root", ".", "--out", str(tmp_path),
+            "--processes", "1", "--annotations", "val=something-something-v2-validation.json"]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "4 videos converted" in out and "--dataset list" in out
     assert cli_main(argv) == 0 and "0 videos converted, 4 already done" in capsys.readouterr().out
-    assert cli_main(argv[:-2] + ["--annotations", "train=missing.json"]) == 2
-    assert "missing.json" in capsys.readouterr().err
+    code = cli_main(argv[:-2] + ["--annotations", "train=missing.json"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("tdrl data prepare: error: ") and "missing.json" in err

@@ -95,9 +95,7 @@ def test_cli_refuses_bad_values_before_ray(tmp_path, monkeypatch):
 
     called = []
     monkeypatch.setattr("tdrl.train.trainer.connect_ray", lambda: called.append(1))
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--epochs", "0", "--storage-path", str(tmp_path)])
-    assert exc.value.code == 2 and not called
+    assert main(["train", "--epochs", "0", "--storage-path", str(tmp_path)]) == 2 and not called
 
 
 def test_paper_preset_is_the_recipe():

@@ -20,7 +20,8 @@ from tdrl.config.experiment import Experiment  # noqa: E402
 from tdrl.config.model import ModelConfig  # noqa: E402
 from tdrl.model.network import TDRLNet, build_model  # noqa: E402
 
-REAL = Path("/work/shared/data/real")
+# The shared folder sits beside the repository (tests/viz/conftest.py -> parents[2] is the repo root).
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 FRAMES_DIR = REAL / "frames"
 VIDEO = REAL / "test.mp4"
 

@@ -31,15 +31,20 @@ def test_tm_cli_on_frame_folder(tiny_ckpt, tiny_ckpt_no_td, real_frames_dir, tmp
     assert "w/ TD loss" in text and "w/o TD loss" in text and out.is_file()
 
 
-def test_errors_are_messages_not_traces(tiny_ckpt, real_frames_dir, tmp_path):
+def test_errors_are_messages_not_traces(tiny_ckpt, real_frames_dir, tmp_path, capsys):
     import pytest
 
-    with pytest.raises(SystemExit, match="no such checkpoint"):
-        main(["visualize", "pem", "--checkpoint", str(tmp_path / "missing.pt"), "--video", str(real_frames_dir),
-              "--out", str(tmp_path / "x.png")])
-    with pytest.raises(SystemExit, match="layerK.I"):
-        main(["visualize", "pem", "--checkpoint", str(tiny_ckpt[0]), "--video", str(real_frames_dir),
-              "--block", "stage1", "--out", str(tmp_path / "x.png")])
-    with pytest.raises(SystemExit, match="not found"):
-        main(["visualize", "tm", "--checkpoint", str(tiny_ckpt[0]), "--video", str(tmp_path / "none.mp4"),
-              "--out", str(tmp_path / "x.png")])
+    def error(*argv: str) -> str:
+        assert main(list(argv)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"tdrl {argv[0]} {argv[1]}: error: ") and "Traceback" not in err
+        return err
+
+    assert "no such checkpoint" in error("visualize", "pem", "--checkpoint", str(tmp_path / "missing.pt"),
+                                         "--video", str(real_frames_dir), "--out", str(tmp_path / "x.png"))
+    assert "layerK.I" in error("visualize", "pem", "--checkpoint", str(tiny_ckpt[0]), "--video", str(real_frames_dir),
+                               "--block", "stage1", "--out", str(tmp_path / "x.png"))
+    assert "not found" in error("visualize", "tm", "--checkpoint", str(tiny_ckpt[0]), "--video",
+                                str(tmp_path / "none.mp4"), "--out", str(tmp_path / "x.png"))
+    assert "--k 0 must be >= 1" in error("visualize", "pem", "--checkpoint", str(tiny_ckpt[0]), "--video",
+                                         str(real_frames_dir), "--k", "0", "--out", str(tmp_path / "x.png"))
