@@ -119,6 +119,12 @@ def test_minimum_is_configurable_and_writable_storage_passes(tiny_experiment, tm
         trainer.preflight_storage(exp)
 
 
-def test_remote_storage_is_left_to_its_client(tiny_experiment):
+def test_remote_storage_is_left_to_its_client(tiny_experiment, monkeypatch):
+    checked: list[str] = []
+    monkeypatch.setattr(trainer, "_check_folder", lambda field, value, folder, min_free: checked.append(field))
     exp = tiny_experiment(train__storage_path="s3://bucket/tdrl", train__mlflow_uri="http://127.0.0.1:1")
-    trainer.preflight_storage(exp)  # no local folder to check, no network access attempted
+    trainer.preflight_storage(exp)
+    assert checked == []  # no local folder to check (none created), no network access attempted
+    # A remote store beside a local SQLite database: only the database's folder is checked.
+    trainer.preflight_storage(tiny_experiment(train__storage_path="s3://bucket/tdrl"))
+    assert checked == ["train.mlflow_uri"]

@@ -111,12 +111,35 @@ def test_outage_queues_epochs_and_sends_them_in_order_without_duplicates():
     assert client.steps() == [0, 1, 2, 3]
 
 
-def test_resent_batch_after_a_lost_reply_is_stored_once():
-    client = FakeClient()
-    log = EpochLogger("sqlite:////x/mlflow.db", "run", client=client)
-    client.lost_reply = True  # stored, but the answer is lost: tdrl sends the same points again
-    log.log(0, {"train_loss": 1.0})
-    assert client.steps() == [0] and not log.pending
+def test_resent_batch_after_a_lost_reply_is_stored_once(tmp_path):
+    """A batch that reached the store but whose answer was lost is sent again; a real SQLite MLflow
+    store (not a fake's own bookkeeping) must end up with each point once."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id, _ = tracking.start_run(uri, "tests", "lost-reply", {"a": 1})
+    real = MlflowClient(uri)
+
+    class LostFirstReply:
+        """The real client, except that the first ``log_batch`` stores its points and then raises."""
+
+        lost = True
+
+        def get_metric_history(self, run_id, key):
+            return real.get_metric_history(run_id, key)
+
+        def log_batch(self, run_id, metrics=(), **kwargs):
+            real.log_batch(run_id, metrics=metrics, **kwargs)
+            if self.lost:
+                self.lost = False
+                raise Down("connection reset after the server stored the batch")
+
+    log = EpochLogger(uri, run_id, client=LostFirstReply())
+    log.log(0, {"train_loss": 1.0, "val_top1": 10.0})
+    log.log(1, {"train_loss": 0.5, "val_top1": 20.0})
+    assert not log.pending
+    for key, values in (("train_loss", [(0, 1.0), (1, 0.5)]), ("val_top1", [(0, 10.0), (1, 20.0)])):
+        assert sorted((m.step, m.value) for m in real.get_metric_history(run_id, key)) == values, key
 
 
 def test_close_waits_for_the_store_then_fails_naming_the_epochs():
