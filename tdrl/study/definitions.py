@@ -62,6 +62,7 @@ class Study:
     note: str = ""
     script: str = ""  # studies/<script>.py
     baseline: str = "baseline"  # the row the others are compared with (paired by seed)
+    references: tuple[str, ...] = ()  # rows that are not components of the method (TSN): in the table, not the chart
 
     def __post_init__(self) -> None:
         self.row(self.baseline)  # a study always names one of its rows as baseline
@@ -88,6 +89,7 @@ def _row(key: str, label: str, top1: float | None, top5: float | None = None, **
 
 TABLE3 = Study(
     name="table3", title="Table 3: Ablation Study - TSM (%)", row_header="Method", script="ablation_tsm",
+    references=("tsn",),
     common={**TIM_BASELINE, "model.temporal": "tsm"},
     rows=(
         _row("tsn", "TSN (no TM; not in the paper)", None, None, **{k[6:]: v for k, v in TSN.items()}),
@@ -99,6 +101,7 @@ TABLE3 = Study(
 
 TABLE4 = Study(
     name="table4", title="Table 4: Ablation Study - TIM (%)", row_header="Method", script="ablation_tim",
+    references=("tsn",),
     common=dict(TIM_BASELINE),
     rows=(
         _row("tsn", "TSN (no TM; not in the paper)", None, None, **{k[6:]: v for k, v in TSN.items()}),

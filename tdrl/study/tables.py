@@ -183,9 +183,10 @@ def frame_markdown(df: pd.DataFrame, digits: int = 4) -> str:
 
 
 def chart_frame(study: Study, table: pd.DataFrame) -> pd.DataFrame:
-    """The chart's input, one line per non-baseline row: ``row``, ``measured`` (paired mean
-    difference), ``low``/``high`` (its interval; NaN with one seed), ``paper`` (the paper's difference)."""
-    rest = table[table["key"] != study.baseline]
+    """The chart's input, one line per row that is neither the baseline nor a reference (TSN, whose
+    difference would set the scale): ``row``, ``measured`` (paired mean difference), ``low``/``high``
+    (its interval; NaN with one seed), ``paper`` (the paper's difference)."""
+    rest = table[~table["key"].isin([study.baseline, *study.references])]
     return pd.DataFrame({"row": rest["row"].to_numpy(), "measured": rest["diff_mean"].to_numpy(),
                          "low": rest["diff_low"].to_numpy(), "high": rest["diff_high"].to_numpy(),
                          "paper": rest["paper_diff"].to_numpy()})

@@ -97,7 +97,7 @@ def test_table_pairs_rows_with_the_baseline_by_seed():
     assert "(1 seed: no interval)" in md and "1 (shared: table5)" in md and "paired t-test" in md
 
     chart = chart_frame(study, build_table(study, recs))
-    assert list(chart["row"]) == [r.label for r in study.rows if r.key != "baseline"]
+    assert list(chart["row"]) == [r.label for r in study.rows if r.key not in ("baseline", "tsn")]
     pem = chart[chart["row"] == "+PEM"].iloc[0]
     assert pem["measured"] == pytest.approx(3.0) and pem["paper"] == pytest.approx(2.6)
 
