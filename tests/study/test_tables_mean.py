@@ -1,5 +1,5 @@
 """Measured table cells are the mean and sample std over seeds, checked on skewed data where mean and
-median (and ddof 1 and 0) differ, so a changed statistic cannot pass."""
+median (and ddof 1 and 0) differ, so a changed statistic cannot pass; records keep each run's seed."""
 
 from __future__ import annotations
 
@@ -26,3 +26,15 @@ def test_mean_and_sample_std_on_skewed_seeds():
     assert t.loc["ratio50", "top5_mean"] == pytest.approx(256.0 / 3)
     assert t.loc["ratio50", "n"] == 3
     assert t.loc["ratio0", "top1_mean"] == pytest.approx(33.0) and t.loc["ratio0", "n"] == 2
+
+
+def test_records_keep_each_runs_row_seed_and_metrics():
+    """MLflow's run frame -> records: the seed travels with each run (the table pairs rows by seed)."""
+    from tdrl.study.tables import runs_to_records
+
+    runs = pd.DataFrame({"tags.tdrl.row": ["ratio0", "ratio50", "ratio50"], "tags.tdrl.seed": ["3", "3", "4"],
+                         "metrics.val_top1": [30.0, 40.0, 44.0], "metrics.val_top5": [70.0, 80.0, 84.0],
+                         "status": ["FINISHED", "FINISHED", "FINISHED"], "run_id": ["a", "b", "c"]})
+    rec = runs_to_records(runs)
+    assert list(zip(rec["row"], rec["seed"], rec["top1"], rec["top5"])) == [
+        ("ratio0", "3", 30.0, 70.0), ("ratio50", "3", 40.0, 80.0), ("ratio50", "4", 44.0, 84.0)]
