@@ -29,12 +29,17 @@ def test_mean_and_sample_std_on_skewed_seeds():
 
 
 def test_records_keep_each_runs_row_seed_and_metrics():
-    """MLflow's run frame -> records: the seed travels with each run (the table pairs rows by seed)."""
+    """MLflow's run frame -> records: finished runs only, each with its row, seed (the table pairs rows by
+    seed), metrics and run id, numbered 0..n-1; an empty frame still has the columns."""
     from tdrl.study.tables import runs_to_records
 
-    runs = pd.DataFrame({"tags.tdrl.row": ["ratio0", "ratio50", "ratio50"], "tags.tdrl.seed": ["3", "3", "4"],
-                         "metrics.val_top1": [30.0, 40.0, 44.0], "metrics.val_top5": [70.0, 80.0, 84.0],
-                         "status": ["FINISHED", "FINISHED", "FINISHED"], "run_id": ["a", "b", "c"]})
+    runs = pd.DataFrame({"tags.tdrl.row": ["ratio0", "ratio50", "ratio50", "ratio50"],
+                         "tags.tdrl.seed": ["3", "3", "9", "4"],
+                         "metrics.val_top1": [30.0, 40.0, 1.0, 44.0], "metrics.val_top5": [70.0, 80.0, 2.0, 84.0],
+                         "status": ["FINISHED", "FINISHED", "FAILED", "FINISHED"], "run_id": ["a", "b", "x", "c"]})
     rec = runs_to_records(runs)
-    assert list(zip(rec["row"], rec["seed"], rec["top1"], rec["top5"])) == [
-        ("ratio0", "3", 30.0, 70.0), ("ratio50", "3", 40.0, 80.0), ("ratio50", "4", 44.0, 84.0)]
+    assert list(zip(rec["row"], rec["seed"], rec["top1"], rec["top5"], rec["run_id"])) == [
+        ("ratio0", "3", 30.0, 70.0, "a"), ("ratio50", "3", 40.0, 80.0, "b"), ("ratio50", "4", 44.0, 84.0, "c")]
+    assert list(rec.index) == [0, 1, 2] and "index" not in rec.columns
+    empty = runs_to_records(pd.DataFrame())
+    assert empty.empty and {"row", "seed", "top1", "top5", "status", "run_id"} <= set(empty.columns)
