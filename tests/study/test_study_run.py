@@ -47,6 +47,11 @@ def test_table5_reduced_study_end_to_end(study_data, tmp_path, capsys):
     assert arts == {"tables/table5.md", "tables/table5.csv", "tables/table5.png", "tables/table5_runs.csv"}
     parent = MlflowClient(tracking_uri=uri).get_run(res.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["tdrl.role"] == "study"
+    # The parent records the study's network (Table 5: no PEM), not the preset's (smoke: PEM).
+    assert parent.data.params["base.model.enhance"] == "none" and parent.data.params["base.model.temporal"] == "tim"
+    # Tune's own config carries each trial's row values (one route for grids and searches).
+    configs = {(r.config["row"], r.config["seed"]): r.config for r in res.result_grid}
+    assert configs[("ratio50", 1)]["model.td_ratio"] == 0.5 and configs[("ratio0", 0)]["model.td_ratio"] == 0.0
 
     # Running the same study again restores it: nothing re-runs, no new MLflow runs.
     res2 = run_study("table5", opts)
