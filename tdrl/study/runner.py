@@ -247,11 +247,24 @@ def close_stopped_children(uri: str, experiment: str, parent_run_id: str) -> int
 
 # --- running ------------------------------------------------------------------------------------------
 
+def _max_concurrent(opts: StudyOptions, base: Experiment, resources: Mapping[str, float], started: bool) -> int | None:
+    """Trials at a time: ``--max-concurrent``; else, on a local Ray (ours or a test session's), as many
+    as the CPUs can train at once (otherwise trial drivers hold resources while their workers wait);
+    on a cluster unlimited (None: the autoscaler adds nodes)."""
+    import ray
+
+    if opts.max_concurrent is not None or not (started or not os.environ.get("RAY_ADDRESS")):
+        return opts.max_concurrent
+    per_trial = base.train.workers * base.train.cpus_per_worker + resources.get("CPU", 0)
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // per_trial)
+
+
 def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: dict[str, Any],
              common: Mapping[str, Any], tune_config_kwargs: Mapping[str, Any],
              parent_params: Mapping[str, Any], after: Callable[..., Any] | None = None) -> StudyResult:
     """The shared driver of grids and searches: Ray, MLflow parent, Tuner (new or restored), fit."""
-    import ray
+    # ~65 lines on purpose: one readable sequence (paths, Ray, parent run, Tuner, fit, table) whose
+    # steps share a dozen local values; the reusable parts are functions above.
     from ray import tune
 
     from tdrl.train.cluster import connect_ray, trial_resources
@@ -274,14 +287,7 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     quiet_console()  # the driver's own Ray Train/MLflow bookkeeping lines stay in the log files
     started = connect_ray()
     resources = trial_resources()
-    need = base.train.workers * base.train.cpus_per_worker
-    max_conc = opts.max_concurrent
-    if max_conc is None and (started or not os.environ.get("RAY_ADDRESS")):
-        # A local Ray (ours or a test session's): only as many trials as the CPUs can train at once,
-        # else trial drivers hold resources while their workers wait. On a cluster: unlimited (the
-        # autoscaler adds nodes); --max-concurrent caps it.
-        per_trial = need + resources.get("CPU", 0)
-        max_conc = max(1, int(ray.cluster_resources().get("CPU", 1)) // per_trial)
+    max_conc = _max_concurrent(opts, base, resources, started)
 
     parent_id, parent_resumed = parent_run(uri, experiment, study_dir, study_run, study_name, title,
                                            {**parent_params, **{f"base.{k}": v for k, v in base.flatten().items()}})
@@ -296,13 +302,13 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
         tune.with_parameters(trial, study_name=study_name, base_flat=base.flatten(), parent_run_id=parent_id,
                              study_run=study_run, workdir=str(Path.cwd().resolve()), preset=opts.preset),
         resources)
-    run_config = tune.RunConfig(name=study_run, storage_path=storage, verbose=opts.verbose,
-                                failure_config=tune.FailureConfig(max_failures=1))
     resumed = tune.Tuner.can_restore(study_dir)
     if resumed:
         print(f"[tdrl] resuming study {study_run} from {study_dir} (finished trials are kept)", flush=True)
         tuner = tune.Tuner.restore(study_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
+        run_config = tune.RunConfig(name=study_run, storage_path=storage, verbose=opts.verbose,
+                                    failure_config=tune.FailureConfig(max_failures=1))
         tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
                            tune_config=tune.TuneConfig(max_concurrent_trials=max_conc, **tune_config_kwargs))
     status = "FAILED"
