@@ -1,5 +1,6 @@
 """Training on Ray Train with the shared session Ray: DDP learning, MLflow bookkeeping, failure
-recovery, resume by name, and ``tdrl eval`` (single/multi-view, ensemble) on the checkpoints."""
+recovery, resume by name, the kept best checkpoint, and ``tdrl eval`` (single/multi-view, ensemble
+recomputed from the members' scores) on the checkpoints."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def finished_run(tiny_experiment):
     return fit(exp, parent_run_id=parent, tags={"study": "unit"}), parent
 
 
-def test_two_workers_train_track_and_evaluate(finished_run, capsys):
+def test_two_workers_train_track_and_evaluate(finished_run, capsys, tmp_path):
+    import numpy as np
+    import torch
     from mlflow.tracking import MlflowClient
 
     from tdrl.cli import main
@@ -51,10 +54,17 @@ def test_two_workers_train_track_and_evaluate(finished_run, capsys):
     assert run.data.tags["tdrl.best_checkpoint"] == result.best_checkpoint
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
     assert {"config.json", "final_metrics.json"} <= artifacts
-    # Checkpoints: best 1 by val_top1 plus the latest are kept.
+    # Checkpoints: best 1 by val_top1 plus the latest are kept, and "best" is the epoch with the highest
+    # val_top1 of the run's history (a flipped order or mode="min" keeps or picks another one).
+    val = {m.step: m.value for m in MlflowClient(uri).get_metric_history(run_id, "val_top1")}
+    assert sorted(val) == [0, 1, 2] and len(set(val.values())) > 1, f"no best to find in {val}"
     kept = epoch_dirs(result.path)
     assert "epoch_0002" in kept and 1 <= len(kept) <= 2
-    assert Path(result.best_checkpoint).name in kept
+    assert all(val[int(k[len("epoch_"):])] == max(val.values()) for k in kept if k != "epoch_0002"), (kept, val)
+    assert any(val[int(k[len("epoch_"):])] == max(val.values()) for k in kept), (kept, val)
+    best_epoch = int(Path(result.best_checkpoint).name[len("epoch_"):])
+    assert Path(result.best_checkpoint).name in kept and val[best_epoch] == max(val.values()), (best_epoch, val)
+    assert result.metrics["best_epoch"] == best_epoch and result.metrics["best_val_top1"] == val[best_epoch]
 
     # tdrl eval: single view, multi-view (2 clips x 3 crops), and an ensemble of two checkpoints.
     capsys.readouterr()
@@ -62,11 +72,35 @@ def test_two_workers_train_track_and_evaluate(finished_run, capsys):
     single = json.loads(capsys.readouterr().out)["members"][0]
     assert single["views"] == 1 and single["videos"] == 32
     assert single["top1"] == pytest.approx(result.metrics["val_top1"], abs=1e-6)  # same numbers as training
-    assert main(["eval", result.latest_checkpoint, result.best_checkpoint, "--num-clips", "2", "--num-crops", "3",
-                 "--json"]) == 0
+    views = ["--num-clips", "2", "--num-crops", "3"]
+    members = []
+    for i, ckpt in enumerate((result.latest_checkpoint, result.best_checkpoint)):
+        assert main(["eval", ckpt, *views, "--save-scores", str(tmp_path / f"m{i}.pt"), "--json"]) == 0
+        members.append(json.loads(capsys.readouterr().out)["members"][0])
+    assert main(["eval", result.latest_checkpoint, result.best_checkpoint, *views, "--save-scores",
+                 str(tmp_path / "ens.pt"), "--json"]) == 0
     multi = json.loads(capsys.readouterr().out)
     assert [m["views"] for m in multi["members"]] == [6, 6]
-    assert 0.0 <= multi["ensemble"]["top1"] <= 100.0
+    # The ensemble recomputed here from the members' own scores: mean of softmax probabilities, top-1.
+    saved = [torch.load(tmp_path / f"m{i}.pt", weights_only=True) for i in range(2)]
+    labels = saved[0]["labels"].numpy()
+    probs = []
+    for s, m in zip(saved, members):
+        z = s["scores"].double().numpy()
+        assert m["top1"] == pytest.approx(100.0 * np.mean(z.argmax(1) == labels))  # each member's own top-1
+        e = np.exp(z - z.max(1, keepdims=True))
+        probs.append(e / e.sum(1, keepdims=True))
+    mean_p = (probs[0] + probs[1]) / 2
+    assert np.allclose(torch.load(tmp_path / "ens.pt", weights_only=True)["scores"].double().numpy(), mean_p,
+                       atol=1e-5)
+    # Top-1 from these probabilities. A barely trained net has near-tied classes, where float32 (tdrl)
+    # and float64 (here) may pick different ones: such videos may count either way, no other may.
+    label_p = mean_p[np.arange(len(labels)), labels]
+    runner_up = np.sort(mean_p, axis=1)[:, -2]
+    surely = int(np.sum(label_p > runner_up + 1e-5))  # the label is on top by a clear margin
+    possibly = int(np.sum(label_p >= mean_p.max(1) - 1e-5))  # on top up to a near tie
+    hits = round(multi["ensemble"]["top1"] * len(labels) / 100.0)
+    assert surely <= hits <= possibly, (hits, surely, possibly)
 
 
 def test_worker_failure_resumes_without_duplicated_epochs(tiny_experiment):
