@@ -72,8 +72,16 @@ def test_curves_cli(mlflow_run, tmp_path, capsys):
     uri, run_id = mlflow_run
     assert main(["visualize", "curves", "--run-id", run_id, "--mlflow-uri", uri, "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").stat().st_size > 0
-    with pytest.raises(SystemExit, match="error"):
-        main(["visualize", "curves", "--run-id", "0" * 32, "--mlflow-uri", uri, "--out", str(tmp_path / "d.png")])
+    capsys.readouterr()
+    assert main(["visualize", "curves", "--run-id", "0" * 32, "--mlflow-uri", uri, "--out", str(tmp_path / "d.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tdrl visualize curves: error: ") and "not found" in err and "Traceback" not in err
+    # --log also stores the PNG on the run (log_learning_curves), where docs/figures.md says it goes.
+    assert main(["visualize", "curves", "--run-id", run_id, "--mlflow-uri", uri, "--out", str(tmp_path / "e.png"),
+                 "--log"]) == 0
+    from tdrl.train.tracking import mlflow_client
+
+    assert "figures/learning_curves.png" in {f.path for f in mlflow_client(uri).list_artifacts(run_id, "figures")}
 
 
 def test_study_chart_bars_errorbars_and_missing_paper(tmp_path):
