@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from tdrl.config.base import check_choice, literal_values
 from tdrl.config.data import DataConfig
 from tdrl.data.annotations import Annotations, VideoRecord, load_annotations
 from tdrl.data.decoding import DecodeError, open_video
@@ -50,8 +51,7 @@ class VideoDataset(Dataset):
                  window: int = 64, transform: TrainPreset | EvalPreset | None = None, num_clips: int = 1,
                  decoder: str = "auto", on_error: str = "raise", max_error_fraction: float = 0.01,
                  seed: int = 0, cache: bool = False) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be raise or skip, got {on_error!r}")
+        check_choice("on_error", on_error, literal_values(DataConfig, "on_error"))
         self.classes = annotations.classes
         self.records: tuple[VideoRecord, ...] = annotations.records
         self.frames = frames

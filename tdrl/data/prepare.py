@@ -189,9 +189,9 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def default_splits(dataset: str) -> dict[str, str | None]:
-    if dataset in ("sthv1", "sthv2"):
-        d = V1_DEFAULTS if dataset == "sthv1" else V2_DEFAULTS
-        return {"train": d["train"], "val": d["val"]}
+    official = {"sthv1": V1_DEFAULTS, "sthv2": V2_DEFAULTS}.get(dataset)
+    if official is not None:
+        return {"train": official["train"], "val": official["val"]}
     raise PrepareError(f"dataset {dataset!r} has no official annotation names; give --annotations "
                        f"train=FILE [--annotations val=FILE]")
 

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from tdrl.config.experiment import Experiment
 from tdrl.train.evaluate import predict, topk_correct
-from tdrl.train.runtime import Runtime
+from tdrl.train.runtime import Runtime, resolve_runtime
 from tdrl.train.schedule import lr_factor
 
 METRICS = ("epoch", "train_loss", "train_ce", "train_td", "train_top1", "val_loss", "val_top1", "val_top5",
@@ -73,17 +73,11 @@ class Job:
         flat = {k: v for k, v in config.items() if not k.startswith("_")}
         exp = Experiment.from_flat(flat)
         ctx = ray.train.get_context()
-        runtime = resolve_worker_runtime(exp, ray.train.torch.get_device())
+        runtime = resolve_runtime(ray.train.torch.get_device(), exp.train.precision, exp.train.channels_last)
         return cls(exp=exp, flat=flat, rank=ctx.get_world_rank(), world=ctx.get_world_size(), runtime=runtime,
                    name=run.get("run_name", "tdrl"), progress=run.get("progress", "lines"),
                    marker_dir=run.get("marker_dir", ""), mlflow_uri=run.get("mlflow_uri"),
                    mlflow_run_id=run.get("mlflow_run_id") or None)
-
-
-def resolve_worker_runtime(exp: Experiment, device: torch.device) -> Runtime:
-    from tdrl.train.runtime import resolve_runtime
-
-    return resolve_runtime(device, exp.train.precision, exp.train.channels_last)
 
 
 @dataclass
