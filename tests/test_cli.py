@@ -28,7 +28,7 @@ def test_every_command_module_speaks_the_protocol():
 
 
 def test_bad_input_is_one_error_line_with_exit_2(tmp_path, capsys):
-    assert "must be even" in _input_error(capsys, "synth", "--out", str(tmp_path / "s"), "--classes", "3")
+    assert "must be even" in _input_error(capsys, "synth", "--out", str(tmp_path / "s"), "--num-classes", "3")
     assert "no such checkpoint file" in _input_error(capsys, "eval", str(tmp_path / "missing"))
     assert "--size 8 is too small" in _input_error(capsys, "model-info", "--size", "8")
     assert "train.epochs=0" in _input_error(capsys, "train", "--epochs", "0", "--dry-run")
@@ -66,3 +66,26 @@ def test_train_paths_typed_are_relative_to_the_current_folder(monkeypatch, tmp_p
     assert flat["data.root"] == str(tmp_path / "DIR")
     assert flat["data.train_annotations"] == str(tmp_path / "DIR" / "x.csv")  # not DIR/DIR/x.csv
     assert flat["train.storage_path"] == str(tmp_path / "out")
+
+
+def _synth_args(*argv: str):
+    import argparse
+
+    from tdrl.data import synthetic
+
+    parser = argparse.ArgumentParser(prog="tdrl synth")
+    synthetic.add_arguments(parser)
+    return parser, parser.parse_args(list(argv))
+
+
+def test_synth_option_names_agree_and_old_spellings_still_parse():
+    parser, args = _synth_args("--num-classes", "4", "--processes", "3")
+    assert (args.num_classes, args.processes) == (4, 3)
+    assert not hasattr(args, "classes") and not hasattr(args, "workers")
+    _, old = _synth_args("--classes", "6", "--workers", "2")  # deprecated aliases, same destinations
+    assert (old.num_classes, old.processes) == (6, 2)
+    _, default = _synth_args()
+    assert (default.num_classes, default.processes) == (10, None)
+    text = parser.format_help()
+    assert "--num-classes" in text and "--processes" in text
+    assert "--classes" not in text and "--workers" not in text  # hidden from --help

@@ -393,14 +393,18 @@ def generate_synthetic(out_dir: str | Path, *, num_classes: int = 10, train_per_
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SynthParams()
     parser.add_argument("--out", default="data/synth", help="output directory (default: data/synth)")
-    parser.add_argument("--classes", type=int, default=d.num_classes,
+    parser.add_argument("--num-classes", type=int, default=d.num_classes,
                         help=f"number of classes, even, <= {2 * len(PAIRS)} (default: {d.num_classes})")
     parser.add_argument("--train-per-class", type=int, default=d.train_per_class, help="training clips per class")
     parser.add_argument("--val-per-class", type=int, default=d.val_per_class, help="validation clips per class")
     parser.add_argument("--frames", type=int, default=d.frames, help="frames per clip")
     parser.add_argument("--size", type=int, default=d.size, help="frame height and width in pixels (even)")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (same seed = same files)")
-    parser.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
+    parser.add_argument("--processes", type=int, default=None, help="encoding processes (default: all cores)")
+    # Deprecated spellings from before the CLI used one name per meaning (tdrl.cli's docstring: --workers
+    # is Ray Train workers everywhere else); hidden from --help, kept so old scripts still run.
+    parser.add_argument("--classes", dest="num_classes", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", dest="processes", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--force", action="store_true", help="regenerate even if a complete set exists")
     hard = parser.add_argument_group("difficulty (module docstring of tdrl.data.synthetic; all off by default)")
     hard.add_argument("--motion-scale", type=float, default=d.motion_scale, help="fraction of the full motion shown")
@@ -415,9 +419,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
-        info = generate_synthetic(args.out, num_classes=args.classes, train_per_class=args.train_per_class,
+        info = generate_synthetic(args.out, num_classes=args.num_classes, train_per_class=args.train_per_class,
                                   val_per_class=args.val_per_class, frames=args.frames, size=args.size,
-                                  seed=args.seed, workers=args.workers, force=args.force,
+                                  seed=args.seed, workers=args.processes, force=args.force,
                                   **{k: getattr(args, k) for k in KNOBS})
     except ValueError as exc:  # a bad parameter: tdrl.cli prints "tdrl synth: error: ..." on stderr, exit 2
         raise ConfigError(str(exc)) from exc
