@@ -74,9 +74,18 @@ def run(args: argparse.Namespace) -> int:
                         rows=tuple(r for r in (args.rows or "").split(",") if r),
                         overrides=parse_set(args.set), max_concurrent=args.max_concurrent,
                         tables_out=args.tables_out)
-    result = run_study(study, opts)
-    print(f"[tdrl] study {result.name} done in {result.seconds:.0f}s ({result.errors} failed trial(s)); "
-          f"MLflow {result.mlflow_uri} experiment {result.experiment} parent run {result.parent_run_id}")
+    return finish(run_study(study, opts), "study")
+
+
+def finish(result, what: str) -> int:
+    """The last console line of a study or search, and its exit code: 0 done, 1 with failed trials,
+    130 stopped (Ctrl-C) with trials left, which the same command resumes."""
+    where = f"MLflow {result.mlflow_uri} experiment {result.experiment} parent run {result.parent_run_id}"
+    if result.unfinished:
+        print(f"[tdrl] {what} {result.name} stopped after {result.seconds:.0f}s with {result.unfinished} trial(s) "
+              f"not finished ({result.errors} failed); run the same command again to resume; {where}")
+        return 130  # the shell's code for a run stopped by Ctrl-C
+    print(f"[tdrl] {what} {result.name} done in {result.seconds:.0f}s ({result.errors} failed trial(s)); {where}")
     return 0 if result.errors == 0 else 1
 
 

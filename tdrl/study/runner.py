@@ -75,6 +75,7 @@ class StudyResult:
     resumed: bool = False
     seconds: float = 0.0
     errors: int = 0
+    unfinished: int = 0  # trials neither finished nor failed (the study was stopped): run again to resume
 
 
 # --- the study folder's state file -----------------------------------------------------------------
@@ -107,6 +108,30 @@ def write_state(study_dir: str, state: Mapping[str, Any]) -> None:
     fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(p) as f:
         f.write(json.dumps(state, indent=1, default=str).encode())
+
+
+def grid_options(opts: StudyOptions) -> dict[str, Any]:
+    """The options that fix a study run's trials; a resumed run must be asked for the same ones."""
+    return {"preset": opts.preset, "seeds": opts.seeds, "rows": list(opts.rows), "data": opts.data,
+            "overrides": dict(opts.overrides)}
+
+
+def check_resumable(study_dir: str, study_run: str, opts: StudyOptions) -> None:
+    """Refuse to resume a study run with other trials than it started with: Tune restores the saved
+    grid and would silently ignore a new ``--seeds`` or ``--rows``."""
+    state = read_state(study_dir)
+    if not state:
+        return
+    before = {k: state.get(k) for k in grid_options(opts)}
+    before["data"] = state.get("data", opts.data)  # state files older than the data field
+    now = json.loads(json.dumps(grid_options(opts), default=str))
+    changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in now if before[k] != now[k]]
+    if changed:
+        raise ConfigError(
+            f"study run {study_run!r} in {study_dir} was started with other options ({'; '.join(changed)}), "
+            f"and a resumed Tune experiment keeps its trials. Repeat the original options to resume it, or give "
+            f"this one a new name (--name {study_run}-2): finished runs of the same configuration and seed are "
+            f"shared through MLflow, so only the new trials train.")
 
 
 # --- the experiment of a trial ----------------------------------------------------------------------
@@ -261,7 +286,7 @@ def _max_concurrent(opts: StudyOptions, base: Experiment, resources: Mapping[str
 
 def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: dict[str, Any],
              common: Mapping[str, Any], tune_config_kwargs: Mapping[str, Any],
-             parent_params: Mapping[str, Any], after: Callable[..., Any] | None = None) -> StudyResult:
+             parent_params: Mapping[str, Any], trials: int, after: Callable[..., Any] | None = None) -> StudyResult:
     """The shared driver of grids and searches: Ray, MLflow parent, Tuner (new or restored), fit."""
     # ~65 lines on purpose: one readable sequence (paths, Ray, parent run, Tuner, fit, table) whose
     # steps share a dozen local values; the reusable parts are functions above.
@@ -284,6 +309,7 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     if not opts.data and "data.root" not in opts.overrides:
         prepare_data(get_preset(opts.preset), base)  # the preset's synthetic set, generated once, here
 
+    check_resumable(study_dir, study_run, opts)  # before Ray starts
     quiet_console()  # the driver's own Ray Train/MLflow bookkeeping lines stay in the log files
     started = connect_ray()
     resources = trial_resources()
@@ -292,8 +318,7 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     parent_id, parent_resumed = parent_run(uri, experiment, study_dir, study_run, study_name, title,
                                            {**parent_params, **{f"base.{k}": v for k, v in base.flatten().items()}})
     write_state(study_dir, {"study": study_name, "study_run": study_run, "parent_run_id": parent_id,
-                            "mlflow_uri": uri, "experiment": experiment, "preset": opts.preset,
-                            "seeds": opts.seeds, "rows": list(opts.rows), "overrides": opts.overrides})
+                            "mlflow_uri": uri, "experiment": experiment, **grid_options(opts)})
     print(f"[tdrl] study {study_run}: {study_dir}; MLflow {uri} experiment {experiment} parent run {parent_id}"
           f"{' (resumed)' if parent_resumed else ''}; trial resources {resources} + {base.train.workers} "
           f"worker(s) x {base.train.cpus_per_worker} CPU; max concurrent {max_conc or 'unlimited'}", flush=True)
@@ -315,14 +340,18 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     try:
         grid = tuner.fit()
         errors = len(grid.errors)
-        status = "FINISHED" if errors == 0 else "FAILED"
+        # Ctrl-C (SIGINT) makes Tune save its state and return normally with trials left PENDING or
+        # RUNNING, or never created (grids and searches make trials lazily): counted against the
+        # expected ``trials``, the parent is then KILLED, not FINISHED, and the console says how to resume.
+        unfinished = max(0, trials - grid.num_terminated - errors)
+        status = "KILLED" if unfinished else "FINISHED" if errors == 0 else "FAILED"
     except BaseException:
         end_run(uri, parent_id, status="KILLED")
         raise
     close_stopped_children(uri, experiment, parent_id)
     result = StudyResult(name=study_run, path=study_dir, parent_run_id=parent_id, mlflow_uri=uri,
                          experiment=experiment, table=None, result_grid=grid, resumed=resumed or parent_resumed,
-                         errors=errors)
+                         errors=errors, unfinished=unfinished)
     if after is not None:
         result.table = after(result)
     result.seconds = time.time() - t0
@@ -358,6 +387,6 @@ def run_study(study: Study | str, opts: StudyOptions) -> StudyResult:
     # The study's common keys go into the base experiment, so the parent run's base.* params show the
     # study's network (Table 5: enhance=none), not the preset's; rows add their own keys on top.
     return run_tune(study_name=study.name, title=study.title, opts=opts, param_space=space, common=study.common,
-                    tune_config_kwargs={}, after=after,
+                    tune_config_kwargs={}, after=after, trials=len(rows) * opts.seeds,
                     parent_params={"study.rows": ",".join(rows), "study.seeds": opts.seeds,
                                    "study.preset": opts.preset})

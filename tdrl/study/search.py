@@ -94,7 +94,7 @@ def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, gra
         return df
 
     return run_tune(study_name=NAME, title=TITLE, opts=opts, param_space=space, common=COMMON,
-                    tune_config_kwargs=kwargs, after=after,
+                    tune_config_kwargs=kwargs, after=after, trials=samples,
                     parent_params={"search.samples": samples, "search.asha": asha, "search.seed": search_seed,
                                    "study.preset": opts.preset})
 
@@ -111,16 +111,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from tdrl.study.cli import parse_set
+    from tdrl.study.cli import finish, parse_set
 
     opts = StudyOptions(preset=args.preset, data=args.data, seeds=1, name=args.name or f"search-{args.preset}",
                         storage=args.storage, mlflow_uri=args.mlflow_uri, overrides=parse_set(args.set),
                         max_concurrent=args.max_concurrent, tables_out=args.tables_out)
     result = run_search(opts, samples=args.samples, asha=args.asha, grace_period=args.grace_period,
                         search_seed=args.search_seed)
-    print(f"[tdrl] search {result.name} done in {result.seconds:.0f}s ({result.errors} failed trial(s)); "
-          f"MLflow {result.mlflow_uri} experiment {result.experiment} parent run {result.parent_run_id}")
-    return 0 if result.errors == 0 else 1
+    return finish(result, "search")
 
 
 def main(argv: list[str] | None = None) -> int:
