@@ -89,3 +89,19 @@ def test_synth_option_names_agree_and_old_spellings_still_parse():
     text = parser.format_help()
     assert "--num-classes" in text and "--processes" in text
     assert "--classes" not in text and "--workers" not in text  # hidden from --help
+
+
+def test_tables_takes_parent_run_id_and_the_old_spelling(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from tdrl.study import tables
+
+    parser = argparse.ArgumentParser(prog="tdrl tables")
+    tables.add_arguments(parser)
+    assert parser.parse_args(["table3", "--parent-run-id", "abc"]).parent_run_id == "abc"
+    assert parser.parse_args(["table3", "--parent-run", "abc"]).parent_run_id == "abc"  # hidden alias
+    assert parser.parse_args(["table3"]).parent_run_id is None
+    assert "--parent-run-id" in parser.format_help() and "--parent-run " not in parser.format_help()
+    monkeypatch.chdir(tmp_path)  # the default store would be ./mlflow.db; the check comes before any read
+    err = _input_error(capsys, "tables", "table3", "table4", "--parent-run-id", "abc")
+    assert "--parent-run-id needs exactly one STUDY" in err

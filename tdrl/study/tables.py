@@ -14,6 +14,7 @@ can be compared), written to a folder, printed, and logged as artifacts on the p
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -269,7 +270,9 @@ def add_arguments(parser) -> None:
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
     parser.add_argument("--out", default="runs/tables", help="folder for the .md/.csv/.png files")
     parser.add_argument("--name", default=None, help="study run name (e.g. table5-smoke); default: the newest")
-    parser.add_argument("--parent-run", default=None, help="parent run id (one study only)")
+    parser.add_argument("--parent-run-id", default=None, help="parent run id (one study only)")
+    # the spelling before every command used --parent-run-id (tdrl.cli's docstring); hidden, still accepted
+    parser.add_argument("--parent-run", dest="parent_run_id", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--experiment-prefix", default="tdrl", help="MLflow experiments are PREFIX-<study>")
     parser.add_argument("--no-log", action="store_true", help="do not log the files on the parent run")
 
@@ -285,14 +288,14 @@ def run(args) -> int:
         studies = [get_study(s) for s in args.studies] if args.studies else list(STUDIES.values())
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from exc
-    if args.parent_run and len(studies) != 1:
-        raise ConfigError("--parent-run needs exactly one STUDY")
+    if args.parent_run_id and len(studies) != 1:
+        raise ConfigError("--parent-run-id needs exactly one STUDY")
     found = 0
     for study in studies:
         exp = experiment_name(study, args.experiment_prefix)
         if not args.studies and find_parent_run(uri, exp, args.name) is None:
             continue  # "all": only the studies that were run
-        _, parent, _ = report(study, uri, args.out, experiment=exp, parent_run_id=args.parent_run,
+        _, parent, _ = report(study, uri, args.out, experiment=exp, parent_run_id=args.parent_run_id,
                               study_run=args.name, log=not args.no_log)
         found += parent is not None
     if not found:
