@@ -53,6 +53,26 @@ def results_frame(result: StudyResult) -> pd.DataFrame:
     return df.sort_values("val_top1", ascending=False, na_position="last").reset_index(drop=True) if len(df) else df
 
 
+def log_results(df: pd.DataFrame, out: Path, name: str, uri: str, parent_run_id: str) -> Path:
+    """Write ``search.csv`` and ``search.md`` (printed) to ``out`` and log them on the parent run under
+    ``tables/``, with the best trial's ``best_val_top1`` metric and ``best.<key>`` tags of its searched
+    values (``df`` best first, as :func:`results_frame` gives it). Returns the Markdown file."""
+    from tdrl.train.tracking import log_artifacts, mlflow_client, set_tags, with_retry
+
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "search.csv", index=False)
+    md = out / "search.md"
+    md.write_text(f"**{TITLE}** — {name}\n\n" + T.frame_markdown(df) + "\n")
+    print(md.read_text())
+    log_artifacts(uri, parent_run_id, [out / "search.csv", md], artifact_path="tables")
+    if len(df) and pd.notna(df.loc[0, "val_top1"]):
+        best = float(df.loc[0, "val_top1"])
+        with_retry(lambda: mlflow_client(uri).log_metric(parent_run_id, "best_val_top1", best), uri)
+        set_tags(uri, parent_run_id, {f"best.{k}": v for k, v in df.iloc[0].items()
+                                      if isinstance(k, str) and k.startswith("model.")})
+    return md
+
+
 def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, grace_period: int = 1,
                search_seed: int = 0) -> StudyResult:
     """Run (or resume) the search: ``samples`` trials, each trained with seed ``opts.seeds - 1``."""
@@ -74,23 +94,9 @@ def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, gra
     space = {**search_space(), "seed": 0}
 
     def after(res: StudyResult) -> pd.DataFrame:
-        import mlflow
-
         df = results_frame(res)
-        out = Path(opts.tables_out or Path("runs/tables").resolve() / res.name)
-        out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "search.csv", index=False)
-        md = out / "search.md"
-        md.write_text(f"**{TITLE}** — {res.name}\n\n" + T.frame_markdown(df) + "\n")
-        print(md.read_text())
-        client = mlflow.MlflowClient(tracking_uri=res.mlflow_uri)
-        for p in (out / "search.csv", md):
-            client.log_artifact(res.parent_run_id, str(p), artifact_path="tables")
-        if len(df) and pd.notna(df.loc[0, "val_top1"]):
-            client.log_metric(res.parent_run_id, "best_val_top1", float(df.loc[0, "val_top1"]))
-            for k, v in df.iloc[0].items():
-                if isinstance(k, str) and k.startswith("model."):
-                    client.set_tag(res.parent_run_id, f"best.{k}", str(v))
+        log_results(df, Path(opts.tables_out or Path("runs/tables").resolve() / res.name), res.name,
+                    res.mlflow_uri, res.parent_run_id)
         return df
 
     return run_tune(study_name=NAME, title=TITLE, opts=opts, param_space=space, common=COMMON,
