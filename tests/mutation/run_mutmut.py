@@ -8,10 +8,16 @@ edits are not mutated; ``../shared`` is linked beside the copy for the tests tha
     pip install mutmut==3.8.1
     nice -n 19 python tests/mutation/run_mutmut.py                 # every group
     nice -n 19 python tests/mutation/run_mutmut.py definitions tables --keep /tmp/mut
+    nice -n 19 python tests/mutation/run_mutmut.py model --sample 60 --seed 0 --commit HEAD --keep /tmp/mut
     # then, in /tmp/mut/<group>/main:  mutmut results   |   mutmut show <mutant name>
 
-Prints one line per group (killed / survived / timeout / no tests / score) and writes
-``<workdir>/scores.json``; ``mutmut results`` in a kept copy lists the surviving mutants.
+``--sample N --seed S`` runs a simple random sample of N of the group's mutants (drawn with
+``random.Random(S)`` from the sorted mutant names, so the same tree, N and S give the same sample)
+instead of all of them, for groups too large for the machine; the score is then an estimate, printed
+with its 95 % Clopper-Pearson interval over the sampled mutants that a selected test reaches.
+
+Prints one line per group (killed / survived / timeout / no tests / score [95 % interval]) and writes
+``<workdir>/scores.json`` (with the survivors' names); ``mutmut results`` in a kept copy lists them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -53,17 +60,22 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def scratch_copy(dest: Path) -> Path:
-    """The tracked files of the working tree (as they are now) under ``dest/main``; ``dest/shared``
-    links to the real ``../shared``."""
+def scratch_copy(dest: Path, commit: str | None = None) -> Path:
+    """The tracked files of the working tree (as they are now), or of ``commit``, under ``dest/main``;
+    ``dest/shared`` links to the real ``../shared``."""
     main = dest / "main"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (main / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, main / f)
+    if commit:  # a committed tree: the score belongs to a commit, not to others' edits in progress
+        main.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(main)], input=archive, check=True)
+    else:
+        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                               check=True, capture_output=True).stdout.decode().split("\0")
+        for f in filter(None, files):
+            src = ROOT / f
+            if src.is_file():
+                (main / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, main / f)
     shared = (ROOT / ".." / "shared").resolve()
     if shared.is_dir():
         for link in (dest / "shared", main / "shared"):  # ../shared of main/ and of main/mutants/
@@ -81,18 +93,68 @@ def configure(main: Path, mutate: list[str], tests: list[str]) -> None:
     (main / "setup.cfg").write_text("\n".join(lines))
 
 
-def run_group(name: str, workdir: Path, max_children: int) -> dict[str, int]:
+GENERATE = """
+import os
+from mutmut.__main__ import create_mutants
+from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir, setup_source_paths
+os.makedirs("mutants", exist_ok=True)
+copy_src_dir(); copy_also_copy_files(); setup_source_paths(); create_mutants(1)
+"""
+
+
+def _exit_codes(main: Path, mutate: list[str]) -> dict[str, int | None]:
+    """Mutant name -> mutmut's exit code (``None``: not run), from the ``.meta`` files of ``mutate``."""
+    codes: dict[str, int | None] = {}
+    for f in mutate:
+        meta = main / "mutants" / (f + ".meta")
+        if meta.is_file():
+            codes.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return codes
+
+
+def mutant_names(main: Path, mutate: list[str], env: dict[str, str]) -> list[str]:
+    """Every mutant of ``mutate`` (sorted), generated without running a test (mutmut's own generator)."""
+    subprocess.run([sys.executable, "-c", GENERATE], cwd=main, env=env, check=True, stdout=subprocess.DEVNULL)
+    return sorted(_exit_codes(main, mutate))
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval for ``k`` successes out of ``n``."""
+    from scipy.stats import beta
+
+    a = (1 - level) / 2
+    low = beta.ppf(a, k, n - k + 1) if k > 0 else 0.0
+    high = beta.ppf(1 - a, k + 1, n - k) if k < n else 1.0
+    return float(low), float(high)
+
+
+def run_group(name: str, workdir: Path, max_children: int, sample: int | None = None,
+              seed: int = 0, commit: str | None = None) -> dict[str, object]:
+    from mutmut.stats import status_by_exit_code
+
     mutate, tests = GROUPS[name]
-    main = scratch_copy(workdir / name)
+    main = scratch_copy(workdir / name, commit)
     configure(main, mutate, tests)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    subprocess.run(["mutmut", "run", "--max-children", str(max_children)], cwd=main, env=env,
+    names: list[str] = []
+    total = None
+    if sample is not None:
+        every = mutant_names(main, mutate, env)
+        total = len(every)
+        names = sorted(random.Random(seed).sample(every, min(sample, total)))
+    subprocess.run(["mutmut", "run", "--max-children", str(max_children), *names], cwd=main, env=env,
                    stdout=subprocess.DEVNULL)
-    stats = subprocess.run(["mutmut", "export-cicd-stats"], cwd=main, env=env, capture_output=True, text=True)
-    data = json.loads((main / "mutants" / "mutmut-cicd-stats.json").read_text())
-    if stats.returncode != 0:
-        print(stats.stderr, file=sys.stderr)
-    return data
+    codes = _exit_codes(main, mutate)
+    chosen = names or sorted(codes)
+    by_status: dict[str, list[str]] = {}
+    for m in chosen:
+        by_status.setdefault(status_by_exit_code[codes.get(m)], []).append(m)
+    d: dict[str, object] = {k: len(by_status.get(k, [])) for k in
+                            ("killed", "survived", "timeout", "suspicious", "no tests", "not checked", "segfault")}
+    d.update(mutants=total if total is not None else len(codes), run=len(chosen), sampled=sample is not None,
+             seed=seed if sample is not None else None, survivors=by_status.get("survived", []),
+             suspicious_names=by_status.get("suspicious", []))
+    return d
 
 
 def main() -> int:
@@ -100,6 +162,11 @@ def main() -> int:
     parser.add_argument("groups", nargs="*", default=list(GROUPS), help=f"groups: {', '.join(GROUPS)}")
     parser.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one, deleted)")
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutant runs (default 2)")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="run a random sample of this many mutants per group (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    parser.add_argument("--commit", default=None,
+                        help="mutate this commit's tree (e.g. HEAD) instead of the working tree as it is now")
     args = parser.parse_args()
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -108,12 +175,18 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     scores = {}
     for g in args.groups:
-        d = run_group(g, workdir, args.max_children)
-        tested = d["killed"] + d["survived"] + d.get("timeout", 0) + d.get("suspicious", 0)
-        d["score"] = round(100.0 * (d["killed"] + d.get("timeout", 0)) / tested, 1) if tested else None
+        d = run_group(g, workdir, args.max_children, args.sample, args.seed, args.commit)
+        killed = int(d["killed"]) + int(d["timeout"])
+        tested = killed + int(d["survived"]) + int(d["suspicious"]) + int(d["segfault"])
+        d["score"] = round(100.0 * killed / tested, 1) if tested else None
+        d["interval95"] = ([round(100 * x, 1) for x in clopper_pearson(killed, tested)]
+                           if tested and d["sampled"] else None)  # a full run has no sampling error
         scores[g] = d
-        print(f"{g:12s} killed {d['killed']:4d}  survived {d['survived']:4d}  timeout {d.get('timeout', 0):3d}  "
-              f"no tests {d.get('no_tests', 0):4d}  score {d['score']}%", flush=True)
+        what = f"sample {d['run']} of {d['mutants']} (seed {args.seed})" if d["sampled"] else f"all {d['mutants']}"
+        print(f"{g:12s} {what}: killed {d['killed']}  survived {d['survived']}  timeout {d['timeout']}  "
+              f"suspicious {d['suspicious']}  no tests {d['no tests']}  not checked {d['not checked']}  "
+              f"score {d['score']}%" + (f" [95% {d['interval95']}]" if d["interval95"] else ""), flush=True)
+        (workdir / "scores.json").write_text(json.dumps(scores, indent=1))  # after each group: a stop keeps it
     (workdir / "scores.json").write_text(json.dumps(scores, indent=1))
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
