@@ -79,3 +79,33 @@ def test_aliases():
     assert get_study("5").name == "table5"
     with pytest.raises(KeyError):
         get_study("table9")
+
+
+def test_unknown_names_are_refused_with_the_choices():
+    with pytest.raises(KeyError) as exc:
+        get_study("table9")
+    assert exc.value.args == (f"unknown study 'table9'; studies: {', '.join(STUDIES)}",)
+    s = get_study("table5")
+    with pytest.raises(KeyError) as exc:
+        s.row("td99")
+    assert exc.value.args == (f"study table5 has no row 'td99'; rows: {', '.join(r.key for r in s.rows)}",)
+    assert exc.value.args[0].endswith("rows: ratio0, ratio25, ratio50, ratio75, ratio100")
+
+
+def test_a_study_must_name_one_of_its_rows_as_baseline():
+    from tdrl.study.definitions import Row, Study
+
+    rows = (Row("a", "A", {}), Row("b", "B", {"model.td_ratio": 0.5}))
+    assert Study("t", "T", "Method", rows, baseline="b").row("b").overrides == {"model.td_ratio": 0.5}
+    with pytest.raises(KeyError, match="study t has no row 'baseline'; rows: a, b"):
+        Study("t", "T", "Method", rows)
+
+
+def test_row_helper_prefixes_model_keys_and_keeps_both_numbers():
+    # The rows are built at import time, which mutmut's per-test run cannot attribute; this calls the
+    # helper at test time (test_paper_tables.py checks the rows it built against the paper).
+    from tdrl.study.definitions import Row, _row
+
+    assert _row("pem_td", "+PEM+TDLoss", 48.4, 77.4, enhance="pem", td_ratio=0.5) == Row(
+        "pem_td", "+PEM+TDLoss", {"model.enhance": "pem", "model.td_ratio": 0.5}, 48.4, 77.4)
+    assert _row("x", "X", 47.0) == Row("x", "X", {}, 47.0, None)
