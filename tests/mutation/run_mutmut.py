@@ -173,7 +173,8 @@ def main() -> int:
         parser.error(f"unknown group(s) {unknown}; choose from {', '.join(GROUPS)}")
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="tdrl-mutmut-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    scores = {}
+    old = workdir / "scores.json"  # groups of earlier runs in a kept folder stay in it
+    scores = json.loads(old.read_text()) if old.is_file() else {}
     for g in args.groups:
         d = run_group(g, workdir, args.max_children, args.sample, args.seed, args.commit)
         killed = int(d["killed"]) + int(d["timeout"])
