@@ -14,6 +14,8 @@ from tdrl.config.base import ConfigError, check_declared, check_int, check_range
 
 # Datasets where left/right carries the class ("pushing from left to right"): never flip them.
 ORDER_SENSITIVE = ("sthv1", "sthv2")
+# Remote roots, staged onto each node's local disk through pyarrow.fs (tdrl.data.staging).
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "file")
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,9 @@ class DataConfig:
         default="sthv2", metadata={"help": "annotation format"})
     root: str = field(default="data/synth", metadata={
         "help": "dataset directory; in a configuration file, relative annotation/label paths are "
-                "resolved against it (on a command line, against the current folder)", "path": True})
+                "resolved against it (on a command line, against the current folder); or a remote "
+                "s3://, gs:// or file:/// folder with a tdrl-manifest.tsv, copied once onto each node's "
+                "local disk ($TDRL_STAGE_DIR, default <tmp>/tdrl-stage; docs/data.md)", "path": True})
     video_dir: str = field(default="", metadata={
         "help": "folder of the videos / frame folders (empty = root itself; in a configuration file, "
                 "relative to root)", "path": True})
@@ -71,6 +75,13 @@ class DataConfig:
         check_declared(self)
         if not isinstance(self.root, str) or not self.root:
             raise ConfigError(f"{s}.root={self.root!r} must be a non-empty directory path")
+        if "://" in self.root:
+            scheme = self.root.split("://", 1)[0].lower()
+            if scheme not in REMOTE_SCHEMES:
+                raise ConfigError(f"{s}.root={self.root}: the scheme {scheme}:// is not supported; use a local "
+                                  f"folder or s3://, gs:// or file:/// (staged onto each node, docs/data.md)")
+            if scheme == "file" and not self.root.startswith("file:///"):
+                raise ConfigError(f"{s}.root={self.root}: a file:// root needs an absolute path, file:///abs/folder")
         check_int(f"{s}.window", self.window, 1)
         check_int(f"{s}.input_size", self.input_size, 8)
         check_int(f"{s}.short_side", self.short_side, 8)

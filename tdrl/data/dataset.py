@@ -161,9 +161,14 @@ class VideoDataset(Dataset):
 
 
 def annotations_for(cfg: DataConfig, split: str) -> Annotations:
-    """Parse the annotation file of ``split`` ("train" or "val") named by ``cfg``."""
+    """Parse the annotation file of ``split`` ("train" or "val") named by ``cfg``. A remote root
+    stages the annotation and label files alone (the driver's checks; tdrl.data.staging)."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if "://" in cfg.root:
+        from tdrl.data.staging import localize
+
+        cfg = localize(cfg, annotations_only=True)
     ann = cfg.train_annotations if split == "train" else cfg.val_annotations
     return load_annotations(cfg.dataset, cfg.root, ann, split=split, labels=cfg.labels,
                             video_dir=cfg.video_dir, video_ext=cfg.video_ext)
@@ -189,7 +194,14 @@ def build_dataset(cfg: DataConfig, split: str, frames: int, *, train: bool, seed
     centre sampling; with ``multi_view`` (default: whenever cfg asks for more than one clip or
     crop) ``num_clips x num_crops`` views ``(V, T, C, H, W)``, else the single centre view.
     Evaluation during training usually wants ``multi_view=False`` for speed.
+
+    A remote ``cfg.root`` (s3://, gs://, file:///) is first staged onto this node's local disk,
+    once per node (:func:`tdrl.data.staging.localize`); the dataset reads the local copy.
     """
+    if "://" in cfg.root:
+        from tdrl.data.staging import localize
+
+        cfg = localize(cfg)
     ann = annotations_for(cfg, split)
     if multi_view is None:
         multi_view = cfg.num_clips * cfg.num_crops > 1
@@ -206,19 +218,22 @@ def build_dataset(cfg: DataConfig, split: str, frames: int, *, train: bool, seed
                max_error_fraction=cfg.max_error_fraction, seed=seed, cache=cfg.cache)
 
 
-def build_loader(dataset: torch.utils.data.Dataset, batch_size: int, *, shuffle: bool = False,
+def build_loader(dataset: torch.utils.data.Dataset, batch_size: int = 1, *, shuffle: bool = False,
                  sampler: torch.utils.data.Sampler | None = None, workers: int = 2, drop_last: bool = False,
-                 pin_memory: bool = False, seed: int | None = 0) -> torch.utils.data.DataLoader:
+                 pin_memory: bool = False, seed: int | None = 0,
+                 batch_sampler: torch.utils.data.Sampler | None = None) -> torch.utils.data.DataLoader:
     """The one way tdrl builds a DataLoader: persistent workers (decoders and the shared failure counter
     survive epochs), and the dataset's own ``collate_fn`` when it has one (``decode_on=device``: JPEG
     bytes), also through a ``Subset`` shard. ``seed`` seeds the loader's generator (shuffling, worker
-    seeds); None draws them from torch's global generator."""
+    seeds); None draws them from torch's global generator. ``batch_sampler`` (lists of indices, e.g.
+    training's global-batch sampler) replaces ``batch_size``, ``shuffle``, ``sampler`` and ``drop_last``."""
     base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
     generator = None
     if seed is not None:
         generator = torch.Generator()
         generator.manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                                       num_workers=workers, drop_last=drop_last, generator=generator,
+    batching = ({"batch_sampler": batch_sampler} if batch_sampler is not None else
+                {"batch_size": batch_size, "shuffle": shuffle, "sampler": sampler, "drop_last": drop_last})
+    return torch.utils.data.DataLoader(dataset, **batching, num_workers=workers, generator=generator,
                                        pin_memory=pin_memory, collate_fn=getattr(base, "collate_fn", None),
                                        persistent_workers=workers > 0)

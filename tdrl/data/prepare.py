@@ -15,7 +15,9 @@ order, so labels and class indices are those of the source and
 Resumable and idempotent: a video is written into ``<id>.part-<pid>`` and renamed into place when
 complete, so an existing folder is a finished video and is skipped; a rerun converts only what is
 missing (e.g. a deleted folder), and ``prepare.json`` records the parameters, so a rerun with other
-``short_side``/``quality`` is refused instead of mixing sizes (use ``force``). Videos are converted
+``short_side``/``quality`` is refused instead of mixing sizes (use ``force``). Every run ends by
+writing ``tdrl-manifest.tsv`` (each file's size and SHA-256, :mod:`tdrl.data.manifest`), so the
+folder can be uploaded to a bucket and staged onto each node (``data.root=s3://...``). Videos are converted
 by ``workers`` processes. Unreadable videos are reported with their file and annotation line: the
 run converts the rest, then raises :class:`PrepareError` (nothing is written to the split files)
 unless ``skip_bad``, which leaves them out of the split files.
@@ -38,6 +40,7 @@ from typing import Any, Sequence
 from tdrl.config.base import ConfigError, InputError
 from tdrl.config.paths import absolute
 from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS, add_source_arguments, load_annotations
+from tdrl.data.manifest import write_manifest
 
 FRAMES_DIR = "frames"
 LABELS_FILE = "labels.txt"
@@ -264,6 +267,9 @@ def prepare_dataset(dataset: str, root: str | Path, out: str | Path, *,
         path = out / f"{split}.txt"
         _write_if_changed(path, "".join(lines))
         info.splits[split] = str(path)
+    # Sizes and hashes of everything written, so a copy in a bucket can be staged and verified on
+    # each node (tdrl.data.staging); hashed here, once, where the data is made.
+    write_manifest(out, threads=workers or os.cpu_count() or 1)
     info.seconds = time.time() - t0
     return info
 
