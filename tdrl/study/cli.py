@@ -45,6 +45,18 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at a time (default: as many as the local CPUs fit; unlimited on a cluster)")
     p.add_argument("--tables-out", default=None, help="folder for the table files (default runs/tables/<name>)")
+    plan = p.add_argument_group("planning (--plan: print trials, concurrency, hours and cost; start nothing)")
+    plan.add_argument("--plan", action="store_true",
+                      help="print the trials still to train, how many run side by side, the estimated wall time, "
+                           "GPU-hours and cost, then exit: no Ray, no files, no MLflow runs")
+    plan.add_argument("--cluster", default=None, metavar="YAML",
+                      help="plan for this Ray cluster-launcher YAML (e.g. cluster/aws.yaml) at full scale; "
+                           "default: this machine")
+    plan.add_argument("--gpu-hour-price", type=float, default=None, metavar="USD",
+                      help="price of one GPU-hour (default: the node type's on-demand list price, tdrl/study/plan.py)")
+    plan.add_argument("--clips-per-s", type=float, default=None, metavar="N",
+                      help="training clips/s per GPU (or CPU worker) instead of the measured table "
+                           "(benchmarks/results/*.json, else spec.md's H100 yardstick)")
 
 
 def add_arguments(p: argparse.ArgumentParser, study_name: str | None = None) -> None:
@@ -74,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
                         rows=tuple(r for r in (args.rows or "").split(",") if r),
                         overrides=parse_set(args.set), max_concurrent=args.max_concurrent,
                         tables_out=args.tables_out)
+    if args.plan:  # print what would run, start nothing
+        from tdrl.study.plan import grid_plan, print_plan
+
+        return print_plan(grid_plan(study, opts, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
+                                    clips_per_s=args.clips_per_s))
     return finish(run_study(study, opts), "study")
 
 

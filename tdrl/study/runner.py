@@ -360,11 +360,11 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     return result
 
 
-def run_study(study: Study | str, opts: StudyOptions) -> StudyResult:
-    """Run (or resume) a fixed-grid study: every row x seeds 0..K-1, then write its table."""
-    from ray import tune
+def grid_rows(study: Study, opts: StudyOptions) -> list[str]:
+    """The row keys a grid study runs (``--rows`` or all), each validated on top of the preset, and
+    ``--seeds`` checked: bad input is refused before anything starts (a run or a ``--plan``)."""
+    from tdrl.train.presets import get_preset
 
-    study = get_study(study) if isinstance(study, str) else study
     rows = list(opts.rows) or [r.key for r in study.rows]
     unknown = [r for r in rows if r not in {x.key for x in study.rows}]
     if unknown:  # before Ray starts
@@ -373,9 +373,48 @@ def run_study(study: Study | str, opts: StudyOptions) -> StudyResult:
     if opts.seeds < 1:
         raise ConfigError(f"--seeds={opts.seeds} must be >= 1")
     for r in rows:  # every row must validate on top of the preset before anything runs
-        from tdrl.train.presets import get_preset
-
         get_preset(opts.preset).experiment().override({**study.overrides(r), **opts.overrides})
+    return rows
+
+
+def study_data(opts: StudyOptions, common: Mapping[str, Any]) -> Experiment:
+    """The preset < study's common keys < ``--data`` < ``--set`` experiment with an absolute data.root:
+    what every trial reads its data from."""
+    from tdrl.config.paths import absolute
+    from tdrl.train.presets import get_preset
+
+    exp = get_preset(opts.preset).experiment().override(
+        {**common, **({"data.root": opts.data} if opts.data else {}), **opts.overrides})
+    return exp.override({"data.root": absolute(exp.data.root, Path.cwd())})
+
+
+def check_study_data(opts: StudyOptions, common: Mapping[str, Any]) -> None:
+    """Refuse a study whose dataset cannot be read, before Ray starts (on a cluster: before GPU nodes
+    are launched for trials that would all fail). A synthetic preset's set is generated first: at
+    its default folder, and also at a ``--data`` folder that does not exist yet or is empty (how a
+    smoke study under ``ray job submit`` gets its data at an absolute path); a folder with other
+    content is never written into. A remote root (``s3://``...) is left to the nodes."""
+    from tdrl.train.presets import get_preset, prepare_data
+    from tdrl.train.trainer import preflight
+
+    preset = get_preset(opts.preset)
+    exp = study_data(opts, common)
+    if "://" in exp.data.root:
+        return
+    root = Path(exp.data.root)
+    explicit = bool(opts.data) or "data.root" in opts.overrides
+    if not explicit or not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        prepare_data(preset, exp)
+    preflight(exp)
+
+
+def run_study(study: Study | str, opts: StudyOptions) -> StudyResult:
+    """Run (or resume) a fixed-grid study: every row x seeds 0..K-1, then write its table."""
+    from ray import tune
+
+    study = get_study(study) if isinstance(study, str) else study
+    rows = grid_rows(study, opts)
+    check_study_data(opts, study.common)  # before Ray starts: no trial fails on missing data
     space = row_space(study, rows, opts.seeds)
 
     def after(res: StudyResult):

@@ -92,6 +92,9 @@ def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, gra
         kwargs["scheduler"] = ASHAScheduler(time_attr="epoch", max_t=max(epochs - 1, 1),
                                             grace_period=min(grace_period, max(epochs - 1, 1)), reduction_factor=2)
     space = {**search_space(), "seed": 0}
+    from tdrl.study.runner import check_study_data
+
+    check_study_data(opts, COMMON)  # before Ray starts: no trial fails on missing data
 
     def after(res: StudyResult) -> pd.DataFrame:
         df = results_frame(res)
@@ -122,6 +125,11 @@ def run(args) -> int:
     opts = StudyOptions(preset=args.preset, data=args.data, seeds=1, name=args.name or f"search-{args.preset}",
                         storage=args.storage, mlflow_uri=args.mlflow_uri, overrides=parse_set(args.set),
                         max_concurrent=args.max_concurrent, tables_out=args.tables_out)
+    if args.plan:  # print what would run, start nothing
+        from tdrl.study.plan import print_plan, search_plan
+
+        return print_plan(search_plan(opts, args.samples, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
+                                      clips_per_s=args.clips_per_s))
     result = run_search(opts, samples=args.samples, asha=args.asha, grace_period=args.grace_period,
                         search_seed=args.search_seed)
     return finish(result, "search")

@@ -1,0 +1,235 @@
+"""The study planner (`--plan`): its arithmetic on hand-worked cases, and that planning starts nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tdrl.study import plan as P
+
+REPO = Path(__file__).resolve().parents[2]
+AWS = str(REPO / "cluster" / "aws.yaml")
+
+
+def test_trial_seconds_by_hand():
+    # 2 epochs x (300 train + 90/3 val-equivalent clips) / (2 workers x 10 clips/s) = 2 x 330 / 20 = 33 s
+    assert P.trial_seconds(2, 300, 90, 2, 10.0) == pytest.approx(33.0)
+    assert P.trial_seconds(1, 100, 0, 1, 50.0, eval_cost=1.0) == pytest.approx(2.0)
+
+
+def test_wall_seconds_packs_trials_on_free_slots_in_order():
+    assert P.wall_seconds([3, 3, 3], 2) == 6  # two at once, then the third
+    assert P.wall_seconds([5, 1, 1, 1], 2) == 5  # the short ones run beside the long one
+    assert P.wall_seconds([1, 1, 5], 2) == 6  # order matters: the long one starts last
+    assert P.wall_seconds([2, 2], 8) == 2
+    assert P.wall_seconds([], 2) == 0 and math.isinf(P.wall_seconds([1], 0))
+    assert P.gpu_hours([1800, 3600], 8) == pytest.approx(12.0)  # 1.5 h x 8 GPUs
+
+
+def test_side_by_side_on_a_gpu_cluster_and_on_cpus():
+    head = P.NodeType("head", 8, 0, 1, head=True)
+    gpu = P.NodeType("gpu", 48, 4, 4)
+    paper = P.TrialNeed(workers=8, cpus_per_worker=8, gpu=True)
+    # a 48-CPU 4-GPU node holds min(48 // 8, 4) = 4 workers; 4 nodes: 16 slots = 2 trials of 8
+    assert P.slots_per_node(gpu, paper) == 4
+    assert P.side_by_side([head, gpu], paper) == 2
+    assert P.side_by_side([head, gpu], paper, cap=1) == 1
+    assert P.side_by_side([head, P.NodeType("gpu", 48, 4, 1)], paper) == 0  # 4 GPUs < 8 workers
+    # This machine: 2 CPUs, drivers on the TRAIN_DRIVER resource: 2-worker trials one at a time.
+    local = [P.NodeType("here", 2, 0, 1, {"TRAIN_DRIVER": 4}, head=True)]
+    assert P.side_by_side(local, P.TrialNeed(2, 1, False)) == 1
+    assert P.side_by_side(local, P.TrialNeed(1, 1, False)) == 2
+    # Without TRAIN_DRIVER each driver takes a CPU: 4 CPUs fit 2 one-worker trials, not 4.
+    assert P.side_by_side([P.NodeType("n", 4, 0, 1, head=True)], P.TrialNeed(1, 1, False)) == 2
+
+
+def test_read_cluster_full_scale_and_the_global_cap(tmp_path):
+    nodes = {n.name: n for n in P.read_cluster(AWS)}
+    assert (nodes["head_cpu"].count, nodes["head_cpu"].cpus, nodes["head_cpu"].instance) == (1, 8, "m5.2xlarge")
+    assert (nodes["gpu_worker"].count, nodes["gpu_worker"].gpus, nodes["gpu_worker"].instance) == (4, 4, "g5.12xlarge")
+    assert P.cluster_gpu(list(nodes.values()))[0] == "A10G"
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("max_workers: 4\nhead_node_type: h\navailable_node_types:\n"
+                    "  h: {resources: {CPU: 4}, max_workers: 0, node_config: {}}\n"
+                    "  small: {resources: {CPU: 8, GPU: 1}, max_workers: 3, node_config: {}}\n"
+                    "  big: {resources: {CPU: 32, GPU: 4, TRAIN_DRIVER: 8}, max_workers: 3, node_config: {}}\n")
+    counts = {n.name: n.count for n in P.read_cluster(yaml)}
+    assert counts == {"h": 1, "big": 3, "small": 1}  # the cap of 4 goes to the GPU-richer type first
+    assert next(n for n in P.read_cluster(yaml) if n.name == "big").resources == {"TRAIN_DRIVER": 8.0}
+    (tmp_path / "bad.yaml").write_text("kind: RayCluster\n")
+    with pytest.raises(P.ConfigError, match="not a Ray cluster-launcher YAML"):
+        P.read_cluster(tmp_path / "bad.yaml")
+
+
+def _throughput_json(path: Path, device: str, rows: list[tuple[str, int, str, float]], size: int = 224) -> Path:
+    """A file as `benchmarks/throughput.py --json` writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"device": device, "torch": "2.x", "batch": 32, "size": size, "bf16": True,
+                                "channels_last": True, "equivalence_rel_diff": {},
+                                "rows": [{"row": r, "frames": f, "mode": m, "clips_per_s": c, "peak_gib": 1.0,
+                                          "ratio_vs_tsn": 1.0} for r, f, m, c in rows]}))
+    return path
+
+
+def test_pick_speed_prefers_the_same_gpu_network_and_frames(tmp_path):
+    table = P.load_throughput([_throughput_json(tmp_path / "h100.json", "NVIDIA H100 80GB HBM3",
+                                                [("tsn", 8, "eager", 500.0), ("tdrl", 8, "eager", 400.0),
+                                                 ("tdrl", 8, "compile", 600.0)])])
+    assert {t.gpu for t in table} == {"H100"}
+    kw = dict(backbone="resnet50", width=1.0, size=224)
+    exact = P.pick_speed(table, row="tdrl", frames=8, gpu="H100", **kw)
+    assert (exact.clips_per_s, exact.exact) == (400.0, True)  # eager: training does not compile
+    assert P.pick_speed(table, row="tdrl", frames=16, gpu="H100", **kw).clips_per_s == 200.0  # linear in T
+    other = P.pick_speed(table, row="tdrl", frames=8, gpu="A10G", **kw)
+    assert other.clips_per_s == 400.0 and not other.exact and "measured on H100, not on A10G" in other.note
+    tsm = P.pick_speed(table, row="tsm", frames=8, gpu="H100", **kw)  # no tsm row: tdrl's, flagged
+    assert tsm.clips_per_s == 400.0 and "tdrl's rate" in tsm.note
+    assert P.pick_speed(table, row="tdrl", frames=8, gpu="H100", backbone="resnet18", width=1.0, size=224) is None
+    assert P.pick_speed(table, row="tdrl", frames=8, gpu="H100", backbone="resnet50", width=1.0, size=112) is None
+    assert P.pick_speed(table, row="tdrl", frames=8, gpu="A10G", override=90.0, **kw).clips_per_s == 90.0
+    default = P.pick_speed([], row="tdrl", frames=8, gpu="H100", **kw)  # spec.md's TSN yardstick
+    assert default.clips_per_s == 497.0 and "spec.md" in default.source and "lower bound" in default.note
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(P.ConfigError, match="broken.json: not a benchmarks/throughput.py --json file"):
+        P.load_throughput([tmp_path / "broken.json"])
+
+
+def test_network_rows_of_the_studies():
+    from tdrl.study.definitions import get_study
+
+    def row(study: str, key: str) -> str:
+        return P.network_row(get_study(study).overrides(key))
+
+    assert [row("table3", k) for k in ("tsn", "baseline", "pem", "td")] == ["tsn", "tsm", "tdrl", "tdrl"]
+    assert row("table5", "ratio0") == "tim" and row("table7", "lambda0") == "tim"  # TD term without weight
+    assert P.gpu_model("NVIDIA H200") == "H200" and P.gpu_model("NVIDIA A10G") == "A10G" and P.gpu_model("cpu") == "cpu"
+
+
+def test_paper_table3_on_aws_by_hand(tmp_path, monkeypatch):
+    """Table 3 x 3 seeds on cluster/aws.yaml with a measured A10G table: every figure worked out here."""
+    from tdrl.study.definitions import get_study
+    from tdrl.study.runner import StudyOptions
+
+    monkeypatch.chdir(tmp_path)  # data/something-something-v1 is missing: the published split sizes
+    _throughput_json(tmp_path / "benchmarks" / "results" / "a10g.json", "NVIDIA A10G",
+                     [("tsn", 8, "eager", 150.0), ("tsm", 8, "eager", 120.0), ("tdrl", 8, "eager", 100.0)])
+    opts = StudyOptions(preset="paper", seeds=3, mlflow_uri=f"sqlite:///{tmp_path / 'none.db'}")
+    plan = P.grid_plan(get_study("table3"), opts, cluster=AWS, repo=tmp_path)
+    assert (plan.data.train, plan.data.val, plan.data.readable) == (86_017, 11_522, False)
+    assert len(plan.trials) == len(plan.to_train) == 15 and plan.concurrent == 2 and plan.gpu == "A10G"
+    per_epoch = 86_017 + 11_522 / 3  # validation clips at a third of a training clip
+    tsn, tsm, tdrl = (50 * per_epoch / (8 * c) for c in (150.0, 120.0, 100.0))
+    assert tdrl == pytest.approx(5616.10, abs=0.01)  # 50 x 89,857.67 / 800
+    by_row = {t.row: t.seconds for t in plan.trials}
+    assert by_row == pytest.approx({"tsn": tsn, "baseline": tsm, "pem": tdrl, "td": tdrl, "pem_td": tdrl})
+    # 3 tsn + 3 tsm + 9 tdrl trials x 8 GPUs
+    assert plan.gpu_hours == pytest.approx((3 * tsn + 3 * tsm + 9 * tdrl) * 8 / 3600)
+    assert plan.gpu_hours == pytest.approx(168.48, abs=0.01)
+    assert plan.price == pytest.approx(5.672 / 4)  # g5.12xlarge on-demand over its 4 GPUs
+    assert plan.cost == pytest.approx(plan.gpu_hours * 5.672 / 4 + plan.wall_s / 3600 * 0.384)
+    # 15 trials on 2 slots in grid order: the slots end at 2 tsn + tsm + 3 tdrl + ... : both near half the work
+    assert plan.wall_s == pytest.approx(P.wall_seconds([t.seconds for t in plan.trials], 2))
+    assert sum(t.seconds for t in plan.trials) / 2 <= plan.wall_s <= sum(t.seconds for t in plan.trials) / 2 + tdrl
+    priced = P.grid_plan(get_study("table3"), opts, cluster=AWS, repo=tmp_path, gpu_hour_price=2.0)
+    assert priced.cost == pytest.approx(priced.gpu_hours * 2.0 + priced.wall_s / 3600 * 0.384)
+    text = P.format_plan(plan)
+    assert "15 to train" in text and "2 trial(s) side by side" in text and "NOT READABLE" in text
+    assert f"GPU-hours {plan.gpu_hours:,.1f}" in text and f"${plan.cost:,.0f}" in text
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_plan_starts_nothing_and_counts_runs_already_in_mlflow(study_data, tmp_path, monkeypatch, capsys):
+    """A trial whose configuration and seed another study trained is reported as shared; the plan
+    starts no Ray, writes no file (the SQLite store included) and creates no MLflow run."""
+    import ray
+
+    import tdrl.train.cluster as cluster
+    from tdrl.cli import main as tdrl_main
+    from tdrl.config.experiment import Experiment
+    from tdrl.study.definitions import get_study
+    from tdrl.study.runner import StudyOptions, base_experiment
+    from tdrl.study.sharing import config_hash
+    from tdrl.train import tracking
+    from study_helpers import TINY, set_args
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(cluster, "connect_ray", lambda *a, **k: pytest.fail("--plan started Ray"))
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("--plan started Ray"))
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    # Table 7's lambda 0 = Table 5's ratio 0: a finished Table 7 run of seed 0 makes that trial shared.
+    opts = StudyOptions(preset="smoke", data=study_data, seeds=2, mlflow_uri=uri, rows=("ratio0", "ratio50"),
+                        overrides=dict(TINY))
+    base = base_experiment(opts, "table5-smoke", str(work / "runs"), uri, "tdrl-table5", get_study("table5").common)
+    flat = Experiment.from_flat({**base.flatten(), **get_study("table5").overrides("ratio0"), "train.seed": 0}).flatten()
+    run_id, _ = tracking.find_or_create_run(
+        uri, "tdrl-table7", run_name="t7", match={tracking.RUN_NAME_TAG: "t7"},
+        tags={tracking.CONFIG_HASH_TAG: config_hash(flat), tracking.SEED_TAG: "0", tracking.PRESET_TAG: "smoke",
+              tracking.STUDY_TAG: "table7", tracking.STUDY_RUN_TAG: "table7-smoke"})
+    tracking.mlflow_client(uri).log_metric(run_id, "val_top1", 50.0)
+    tracking.end_run(uri, run_id)
+    before_files, before_runs = _snapshot(tmp_path), len(tracking.search_runs(uri, "tdrl-table7"))
+
+    argv = ["study", "table5", "--data", study_data, "--seeds", "2", "--rows", "ratio0,ratio50", "--mlflow-uri", uri,
+            "--plan", *set_args(TINY)]
+    assert tdrl_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 (2 row(s) x 2 seed(s)); 1 already in MLflow (0 finished, 1 shared from other studies); 3 to train" in out
+    assert f"seeds to train: 1; 0: shared table7 run {run_id}" in out
+    assert "64 train / 24 val clips" in out  # TINY_SYNTH: 4 classes x 16 / x 6
+    assert _snapshot(tmp_path) == before_files  # nothing written: no runs/, no mlflow.db, no data
+    assert len(tracking.search_runs(uri, "tdrl-table7")) == before_runs
+    assert tracking.search_runs(uri, "tdrl-table5") == [] and not ray.is_initialized()
+
+    # The same command without --plan would train: --plan on a missing store reads nothing, creates nothing.
+    assert tdrl_main(["study", "table3", "--preset", "paper", "--seeds", "3", "--plan", "--cluster", AWS]) == 0
+    out = capsys.readouterr().out
+    assert "15 to train" in out and "2 trial(s) side by side" in out and "GPU-hours" in out and "cost" in out
+    assert list(work.iterdir()) == []
+
+
+def test_a_study_refuses_unreadable_data_before_ray(tmp_path, monkeypatch, capsys):
+    """`--data` pointing at a folder without annotations (or the paper preset without its dataset) is
+    refused with exit 2 before Ray starts, instead of starting every trial to fail."""
+    import tdrl.train.cluster as cluster
+    from tdrl.cli import main as tdrl_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cluster, "connect_ray", lambda *a, **k: pytest.fail("Ray started on unreadable data"))
+    other = tmp_path / "not-a-dataset"
+    other.mkdir()
+    (other / "notes.txt").write_text("hello")
+    assert tdrl_main(["study", "table5", "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tdrl study: error: data.root=") and "cannot read the train annotations" in err
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]  # never written into
+    assert tdrl_main(["study", "table3", "--preset", "paper"]) == 2
+    assert "something-something-v1" in capsys.readouterr().err
+    assert tdrl_main(["search", "--preset", "paper", "--samples", "1"]) == 2
+    assert list(p.name for p in tmp_path.iterdir()) == ["not-a-dataset"]
+
+
+def test_a_fresh_data_folder_gets_the_synthetic_set(tmp_path, monkeypatch):
+    """A synthetic preset generates its set at a `--data` folder that does not exist yet or is empty
+    (a smoke study under `ray job submit` given an absolute path), then reads it."""
+    from study_helpers import TINY_SYNTH
+
+    from tdrl.study.runner import StudyOptions, check_study_data
+    from tdrl.train import presets
+
+    tiny = presets.Preset("smoke", "tiny", {**presets.PRESETS["smoke"].values, "model.num_classes": 4}, dict(TINY_SYNTH))
+    monkeypatch.setitem(presets.PRESETS, "smoke", tiny)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for root in (empty, tmp_path / "new" / "folder"):
+        check_study_data(StudyOptions(preset="smoke", data=str(root)), {})
+        labels = json.loads((root / "something-something-v2-labels.json").read_text())
+        assert len(labels) == 4 and len(json.loads((root / "something-something-v2-train.json").read_text())) == 64
