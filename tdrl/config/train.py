@@ -3,6 +3,13 @@
 Defaults are the paper's recipe (spec.md): SGD with momentum 0.9, weight decay 1e-4, lr 0.01 per
 64 clips scaled linearly with the global batch, 50 epochs with lr x0.1 at 30, 40 and 45.
 ``batch_size`` is per worker, so the global batch is ``batch_size * workers``.
+
+Elastic runs: ``workers`` may be a range ``MIN-MAX`` (e.g. ``2-8``, spot GPU nodes that come and
+go; Ray Train V2's ``ScalingConfig(num_workers=(MIN, MAX))``). The recipe is that of MAX workers:
+the global batch is ``batch_size * MAX`` on any number of workers, and a run on fewer accumulates
+gradients over micro-batches of at most ``batch_size`` clips (tdrl.train.batching), so the lr and its
+schedule never change. A single count stays an int (``2-2`` is ``2``), so fixed runs record and hash
+as before.
 """
 
 from __future__ import annotations
@@ -14,6 +21,27 @@ from typing import ClassVar, Literal
 from tdrl.config.base import ConfigError, check_declared, check_int, check_range
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+RANGE_RE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def parse_workers(field_name: str, value: object) -> tuple[int, int]:
+    """``train.workers`` as ``(min, max)``: an int or ``"4"`` is fixed; ``"2-8"`` (or a pair) is elastic."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        lo, hi = value
+    elif isinstance(value, str) and RANGE_RE.match(value):
+        lo, hi = (int(g) for g in RANGE_RE.match(value).groups())
+    elif isinstance(value, str) and value.strip().isdigit():
+        lo = hi = int(value)
+    else:
+        lo = hi = value
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{field_name}={value!r} must be a worker count like 4 or a range MIN-MAX like 2-8")
+        if v < 1:
+            raise ConfigError(f"{field_name}={value!r}: worker counts must be >= 1")
+    if lo > hi:
+        raise ConfigError(f"{field_name}={value!r}: the range MIN-MAX needs MIN <= MAX")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -36,7 +64,10 @@ class TrainConfig:
                 "not norm layers or biases (the TSM code base's policy, spec.md); all = every parameter"})
     grad_clip: float | None = field(default=None, metadata={"help": "clip the global gradient norm to this "
                                                                      "value; none = no clipping"})
-    workers: int = field(default=1, metadata={"help": "Ray Train workers (one process each, DDP)"})
+    workers: int | str = field(default=1, metadata={
+        "help": "Ray Train workers (one process each, DDP); or MIN-MAX, e.g. 2-8, for an elastic run that goes on "
+                "with fewer workers when nodes are lost (spot) and grows back: the global batch stays batch_size "
+                "x MAX (gradient accumulation on fewer workers), see docs/training.md"})
     cpus_per_worker: int = field(default=1, metadata={"help": "CPUs reserved per worker"})
     use_gpu: bool | None = field(default=None, metadata={"help": "one GPU per worker; none = auto (GPU when "
                                                                   "the Ray cluster has any)"})
@@ -86,7 +117,8 @@ class TrainConfig:
         check_range(f"{s}.weight_decay", self.weight_decay, 0.0)
         if self.grad_clip is not None:
             check_range(f"{s}.grad_clip", self.grad_clip, 0.0, low_open=True)
-        check_int(f"{s}.workers", self.workers, 1)
+        lo, hi = parse_workers(f"{s}.workers", self.workers)
+        object.__setattr__(self, "workers", hi if lo == hi else f"{lo}-{hi}")  # one spelling per value
         check_int(f"{s}.cpus_per_worker", self.cpus_per_worker, 1)
         if not isinstance(self.storage_path, str) or not self.storage_path:
             raise ConfigError(f"{s}.storage_path={self.storage_path!r} must be a folder or URI")
@@ -103,12 +135,26 @@ class TrainConfig:
         if self.fail_at_step is not None:
             check_int(f"{s}.fail_at_step", self.fail_at_step, 1)
         check_int(f"{s}.fail_rank", self.fail_rank, 0)
-        if self.fail_rank >= self.workers:
-            raise ConfigError(f"{s}.fail_rank={self.fail_rank} must be below {s}.workers={self.workers}")
+        if self.fail_rank >= self.min_workers:
+            raise ConfigError(f"{s}.fail_rank={self.fail_rank} must be below {s}.workers={self.workers}"
+                              + (" (its MIN: the rank must exist at every size)" if self.elastic else ""))
+
+    @property
+    def min_workers(self) -> int:
+        return parse_workers("train.workers", self.workers)[0]
+
+    @property
+    def max_workers(self) -> int:
+        return parse_workers("train.workers", self.workers)[1]
+
+    @property
+    def elastic(self) -> bool:
+        return self.min_workers != self.max_workers
 
     @property
     def global_batch(self) -> int:
-        return self.batch_size * self.workers
+        """Clips per optimiser step, on any number of workers: ``batch_size x`` (MAX) workers."""
+        return self.batch_size * self.max_workers
 
     @property
     def lr(self) -> float:

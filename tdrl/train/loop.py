@@ -10,12 +10,14 @@ to frames ``(N*T, C, H, W)`` itself and returns scores ``(N, K)`` and the TD ter
 The loss is ``CE + model.td_lambda * TD``; both parts are tracked separately.
 
 Distribution: one process per worker, DDP (gloo on CPU, nccl on GPU, set up by Ray Train).
-Training data is sharded with a ``DistributedSampler`` (shuffled per epoch, ``drop_last`` so every
-rank takes the same number of steps - DDP needs that); validation is sharded ``rank::world`` with
-no padding. Each rank sums its clips into a :class:`MetricMeter` and the sums are added over ranks
-once per epoch, so metrics are exact for any worker count. Every rank calls ``ray.train.report``
-once per epoch (it is a barrier); rank 0 attaches the checkpoint and logs to MLflow after the
-report returned.
+Every optimiser step trains on one global batch of ``train.global_batch`` clips, shared by the ranks
+of the moment (:mod:`tdrl.train.batching`): with the configured worker count each rank takes one
+batch of ``batch_size`` clips (what a ``DistributedSampler`` with ``drop_last`` gave); an elastic run
+on fewer workers accumulates gradients over micro-batches, so the recipe does not change with the
+worker count. Validation is sharded ``rank::world`` with no padding. Each rank sums its clips
+into a :class:`MetricMeter` and the sums are added over ranks once per epoch, so metrics are exact
+for any worker count. Every rank calls ``ray.train.report`` once per epoch (it is a barrier);
+rank 0 attaches the checkpoint and logs to MLflow after the report returned.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,15 +36,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 
 from tdrl.config.experiment import Experiment
+from tdrl.train.batching import GlobalBatchSampler, loss_weight
 from tdrl.train.evaluate import predict, topk_correct
 from tdrl.train.runtime import Runtime, resolve_runtime
 from tdrl.train.schedule import lr_factor
 
 METRICS = ("epoch", "train_loss", "train_ce", "train_td", "train_top1", "val_loss", "val_top1", "val_top5",
-           "lr", "clips_per_s", "skipped", "epoch_time_s")
+           "lr", "clips_per_s", "skipped", "epoch_time_s", "workers")
 
 
 # --- the worker's place and its sums ------------------------------------------------------------------
@@ -113,14 +117,14 @@ class MetricMeter:
 @dataclass
 class Loaders:
     train_set: Any  # VideoDataset (or FrameBytesDataset): set_epoch, load_stats
-    sampler: DistributedSampler
+    sampler: GlobalBatchSampler  # this rank's micro-batches; sampler.micro_steps of them per optimiser step
     train: DataLoader
     val: DataLoader
 
 
 def build_loaders(job: Job) -> Loaders:
-    """This rank's shards: the training set through a ``DistributedSampler`` (full batches only), the
-    validation set as every ``world``-th video from ``rank``."""
+    """This rank's shards: its part of every global batch (:class:`GlobalBatchSampler`, full global
+    batches only), and the validation set as every ``world``-th video from ``rank``."""
     from tdrl.data.dataset import build_dataset, build_loader
 
     d, t, frames = job.exp.data, job.exp.train, job.exp.model.frames
@@ -129,16 +133,15 @@ def build_loaders(job: Job) -> Loaders:
     if train_set.num_classes != job.exp.model.num_classes:
         raise ValueError(f"the data has {train_set.num_classes} classes but model.num_classes="
                          f"{job.exp.model.num_classes}")
-    sampler = DistributedSampler(train_set, num_replicas=job.world, rank=job.rank, shuffle=True, seed=t.seed,
-                                 drop_last=True)
+    if len(train_set) < t.global_batch:
+        raise ValueError(f"{len(train_set)} training clips give no full global batch of {t.global_batch} "
+                         f"(train.batch_size={t.batch_size} x {t.max_workers} workers); lower the batch size "
+                         f"or the worker count")
+    sampler = GlobalBatchSampler(len(train_set), t.global_batch, t.batch_size, job.rank, job.world, seed=t.seed)
     on_gpu = job.runtime.device.type == "cuda"
     # seed=None: the loaders draw their worker seeds from the global generator, as they always did, so
     # a run with the same seed repeats earlier runs exactly (augmentation has its own seeds anyway).
-    train = build_loader(train_set, t.batch_size, sampler=sampler, drop_last=True, workers=d.workers,
-                         pin_memory=on_gpu, seed=None)
-    if len(train) == 0:
-        raise ValueError(f"{len(train_set)} training clips over {job.world} workers give no full batch of "
-                         f"train.batch_size={t.batch_size}; lower the batch size or the worker count")
+    train = build_loader(train_set, batch_sampler=sampler, workers=d.workers, pin_memory=on_gpu, seed=None)
     val = build_loader(Subset(val_set, range(job.rank, len(val_set), job.world)), t.eval_batch_size or t.batch_size,
                        workers=d.workers, pin_memory=on_gpu, seed=None)
     return Loaders(train_set, sampler, train, val)
@@ -213,24 +216,32 @@ def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> Met
     loaders.train_set.set_epoch(epoch)  # new augmentation draws; resets the skip counters
     tr.model.train()
     meter = MetricMeter()
-    step = epoch * len(loaders.train)
+    k = loaders.sampler.micro_steps  # micro-batches per optimiser step on this rank (1 at full size)
+    step = epoch * loaders.sampler.steps
     batches = _progress_bar(job, loaders.train, epoch)
     t0 = time.perf_counter()
-    for batch in batches:
-        step += 1
-        _maybe_fail(job, step)
+    for i, batch in enumerate(batches):
+        first, last = i % k == 0, i % k == k - 1
+        if first:
+            step += 1
+            _maybe_fail(job, step)
+            tr.optimizer.zero_grad(set_to_none=True)
         # clips (N, T, C, H, W), channels_last on the folded frames when asked; labels (N,)
         clips, labels = batch_to_device(batch, rt.device, channels_last=rt.channels_last)
-        with rt.autocast():
-            scores, td = tr.model(clips)  # (N, K), ()
-        ce = F.cross_entropy(scores.float(), labels)
-        loss = ce + job.exp.model.td_lambda * td.float()
-        tr.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(tr.model.parameters(), t.grad_clip)
-        tr.optimizer.step()
         n = labels.numel()
+        # Gradients add up locally over the micro-batches; DDP all-reduces on the step's last one.
+        sync = nullcontext() if last or not hasattr(tr.model, "no_sync") else tr.model.no_sync()
+        with sync:
+            with rt.autocast():
+                scores, td = tr.model(clips)  # (N, K), ()
+            ce = F.cross_entropy(scores.float(), labels)
+            loss = ce + job.exp.model.td_lambda * td.float()
+            weight = loss_weight(n, job.world, t.global_batch)  # 1.0 at the configured worker count
+            (loss if weight == 1.0 else loss * weight).backward()
+        if last:
+            if t.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(tr.model.parameters(), t.grad_clip)
+            tr.optimizer.step()
         meter.add(loss=float(loss.detach()) * n, ce=float(ce.detach()) * n, td=float(td.detach()) * n,
                   hits=float(scores.detach().argmax(1).eq(labels).sum()), clips=n)
     meter.add(seconds=time.perf_counter() - t0)
@@ -261,7 +272,7 @@ def epoch_metrics(total: MetricMeter, *, epoch: int, lr: float, world: int, epoc
         "val_loss": total["val_loss"] / vn, "val_top5": 100.0 * total["val_hits5"] / vn,
         # seconds are summed over ranks that train side by side: their mean is the epoch's training time
         "lr": lr, "clips_per_s": seen / (total["seconds"] / world), "skipped": total["skipped"],
-        "epoch_time_s": epoch_time,
+        "epoch_time_s": epoch_time, "workers": world,  # an elastic run's size during this epoch
     }
 
 

@@ -9,6 +9,13 @@ or node failure restarts the worker group from the latest registered checkpoint,
 resumes a stopped run from its latest checkpoint. The MLflow run is found again by its name tag,
 so a resumed run continues the same MLflow run.
 
+Elastic runs (``train.workers=MIN-MAX``): ``ScalingConfig(num_workers=(MIN, MAX))``. A lost node
+fails the worker group like any node failure (it counts against ``train.max_failures``); Ray Train
+restarts it with the workers the cluster still holds (at least MIN) from the latest checkpoint, and
+every ``TDRL_ELASTIC_RESIZE_INTERVAL_S`` checks whether it can grow again (a restart as well). The
+global batch and the lr are MAX's on any size (tdrl.train.batching); the epoch metric ``workers``
+records each epoch's size.
+
 Checkpoints: ``CheckpointConfig(num_to_keep=keep_best, checkpoint_score_attribute="val_top1")``;
 Ray Train V2's checkpoint manager keeps the ``keep_best`` best by validation top-1 and never deletes
 the latest one, so resume always has the newest state.
@@ -32,6 +39,7 @@ from tdrl.train.cluster import connect_ray
 from tdrl.train.console import quiet_console, train_logging_config
 
 SCORE = "val_top1"
+RESIZE_ENV, DEFAULT_RESIZE_S = "TDRL_ELASTIC_RESIZE_INTERVAL_S", 60.0  # see resize_interval_s
 MIN_FREE_MB = 100  # refuse to start with less free space where checkpoints / the MLflow store go (TDRL_MIN_FREE_MB)
 
 
@@ -133,6 +141,20 @@ def preflight_resume(exp: Experiment) -> None:
                               f"choose another train.name or train.storage_path for a new run") from exc
 
 
+def scaling_workers(t: Any) -> int | tuple[int, int]:
+    """``ScalingConfig(num_workers=...)``: the count, or ``(MIN, MAX)`` for an elastic range (Ray Train
+    V2 then starts with what the cluster holds, at least MIN, restarts smaller from the latest
+    checkpoint when a node is lost, and grows back when nodes return)."""
+    return (t.min_workers, t.max_workers) if t.elastic else t.max_workers
+
+
+def resize_interval_s() -> float:
+    """How often a healthy elastic run checks whether it could grow: ``TDRL_ELASTIC_RESIZE_INTERVAL_S``,
+    default Ray's 60 s. Growing restarts the worker group from the latest checkpoint (the epoch in
+    progress is trained again), so the interval trades waiting against repeated work."""
+    return float(os.environ.get(RESIZE_ENV, DEFAULT_RESIZE_S))
+
+
 def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[Any] = ()):
     """The TorchTrainer for a resolved experiment; ``run`` is the loop's private ``_run`` dict."""
     import ray.train
@@ -143,7 +165,8 @@ def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[A
     t = exp.train
     use_gpu = bool(t.use_gpu)
     resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    scaling = ray.train.ScalingConfig(num_workers=t.workers, use_gpu=use_gpu, resources_per_worker=resources)
+    scaling = ray.train.ScalingConfig(num_workers=scaling_workers(t), use_gpu=use_gpu, resources_per_worker=resources,
+                                      elastic_resize_monitor_interval_s=resize_interval_s())
     run_config = ray.train.RunConfig(
         name=t.name,
         storage_path=t.storage_path,
@@ -165,7 +188,7 @@ def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[A
 def _progress(exp: Experiment, started_here: bool) -> str:
     if exp.train.progress != "auto":
         return exp.train.progress
-    return "bar" if started_here and exp.train.workers == 1 and sys.stderr.isatty() else "lines"
+    return "bar" if started_here and exp.train.max_workers == 1 and sys.stderr.isatty() else "lines"
 
 
 def prepare_cluster(exp: Experiment) -> tuple[Experiment, bool]:
@@ -177,7 +200,7 @@ def prepare_cluster(exp: Experiment) -> tuple[Experiment, bool]:
     started_here = connect_ray()
     if exp.train.use_gpu is None:
         exp = exp.override({"train.use_gpu": ray.cluster_resources().get("GPU", 0) > 0})
-    need = exp.train.workers * exp.train.cpus_per_worker
+    need = exp.train.min_workers * exp.train.cpus_per_worker  # an elastic run starts with MIN
     have = ray.cluster_resources().get("CPU", 0)
     if need > have:
         msg = (f"train.workers={exp.train.workers} x train.cpus_per_worker={exp.train.cpus_per_worker} needs "
@@ -211,7 +234,8 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
     run = {"run_name": t.name, "mlflow_uri": t.mlflow_uri, "mlflow_run_id": run_id,
            "progress": _progress(exp, started_here), "marker_dir": marker_dir}
     print(f"[tdrl] run {t.name}: storage {t.storage_path}/{t.name}, MLflow {t.mlflow_uri} run {run_id}"
-          f"{' (resumed)' if resumed else ''}, {t.workers} worker(s) x {t.cpus_per_worker} CPU"
+          f"{' (resumed)' if resumed else ''}, {t.workers} worker(s){' (elastic)' if t.elastic else ''} x "
+          f"{t.cpus_per_worker} CPU"
           f"{' + 1 GPU' if t.use_gpu else ''}, global batch {t.global_batch}, lr {t.lr:g}", flush=True)
     try:
         result = build_trainer(exp, run, callbacks).fit()

@@ -312,3 +312,58 @@ def test_kuberay_rayjob_runs_the_study():
         assert job.get("shutdownAfterJobFinishes", False) is False
     else:
         assert "rayClusterSpec" in job
+
+
+# ---------------------------------------------------------------- spot GPU workers (elastic runs)
+
+
+def _spot(cfg: dict) -> tuple[dict, dict]:
+    """The on-demand and the spot GPU worker types of a launcher config."""
+    gpu = gpu_worker_types(cfg)
+    assert set(gpu) == {"gpu_worker", "gpu_worker_spot"}, sorted(gpu)
+    return gpu["gpu_worker"], gpu["gpu_worker_spot"]
+
+
+@needs_validator
+@pytest.mark.parametrize("name", LAUNCHER_YAMLS)
+def test_spot_worker_type_beside_the_on_demand_one(name):
+    cfg = load(name)
+    on_demand, spot = _spot(cfg)
+    # The same node but for how it is bought: same resources, machine, image and disks.
+    assert spot["resources"] == on_demand["resources"]
+    differing = {k for k in set(on_demand["node_config"]) | set(spot["node_config"])
+                 if on_demand["node_config"].get(k) != spot["node_config"].get(k)}
+    assert differing == ({"InstanceMarketOptions"} if name == "aws.yaml" else {"scheduling"}), differing
+    prepared = validated(cfg)  # the schema takes it, after Ray merged its defaults
+    assert "gpu_worker_spot" in prepared["available_node_types"]
+
+
+def test_aws_spot_market_options():
+    on_demand, spot = _spot(load("aws.yaml"))
+    assert "InstanceMarketOptions" not in on_demand["node_config"]
+    market = spot["node_config"]["InstanceMarketOptions"]
+    assert market["MarketType"] == "spot"
+    # boto3's RunInstances values: a one-time request, terminated (not stopped) when reclaimed.
+    assert market["SpotOptions"] == {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+
+
+def test_gcp_spot_scheduling_is_a_mapping():
+    on_demand, spot = _spot(load("gcp.yaml"))
+    # The Compute API's Scheduling is an object; a list (as in Ray's own GCP examples) is not accepted.
+    assert on_demand["node_config"]["scheduling"] == {"onHostMaintenance": "TERMINATE", "automaticRestart": False}
+    assert spot["node_config"]["scheduling"] == {"provisioningModel": "SPOT", "instanceTerminationAction": "DELETE",
+                                                 "onHostMaintenance": "TERMINATE", "automaticRestart": False}
+
+
+def test_kuberay_spot_group_mirrors_the_gpu_group():
+    rc = _kuberay_docs()["RayCluster"][0]
+    groups = {g["groupName"]: g for g in rc["spec"]["workerGroupSpecs"]}
+    assert {"gpu-workers", "gpu-workers-spot"} <= set(groups)
+    base, spot = groups["gpu-workers"], groups["gpu-workers-spot"]
+    assert spot["rayStartParams"] == base["rayStartParams"] and spot["minReplicas"] == 0
+    assert _containers(spot["template"]) == _containers(base["template"])
+    terms = spot["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    keys = {e["key"]: e["values"] for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"]}
+    assert keys == {"cloud.google.com/gke-spot": ["true"], "eks.amazonaws.com/capacityType": ["SPOT"],
+                    "karpenter.sh/capacity-type": ["spot"]}
+    assert "affinity" not in base["template"]["spec"]  # the on-demand group goes anywhere
