@@ -159,6 +159,20 @@ def trial_name(study_run: str, row: str, seed: int, trial_id: str) -> str:
     return f"{study_run}.{row}.s{seed}.{trial_id}"
 
 
+# What a searched key reads as in a run name (the search's trials have no row label).
+_SEARCH_LABELS = {"model.td_lambda": "λ {:.1e}", "model.td_ratio": "ratio {:g}", "model.enhance_position": "PEM {}",
+                  "model.td_position": "TD {}", "model.mem_init": "m0 {}"}
+
+
+def trial_label(row_label: str | None, overrides: Mapping[str, Any], seed: int) -> str:
+    """The MLflow run name people read, as the table does: ``+50% TDLoss · seed 0``; a search trial
+    by its sampled values (``λ 2.0e-04, ratio 0.5, PEM after, TD after, m0 last · seed 0``). The
+    unique :func:`trial_name` stays the ``tdrl.run_name`` tag, by which a resumed trial finds its run."""
+    if row_label is None:
+        row_label = ", ".join(fmt.format(overrides[k]) for k, fmt in _SEARCH_LABELS.items() if k in overrides)
+    return f"{row_label or 'trial'} · seed {seed}"
+
+
 def trial_overrides(study_name: str, config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(row key, flat overrides)`` of a trial config. One route for grids and searches: the flat
     ``section.field`` keys Tune resolved for the trial (a grid row's, see :func:`row_space`, or the
@@ -226,13 +240,16 @@ def trial(config: dict[str, Any], *, study_name: str, base_flat: dict[str, Any],
             T.ROW_LABEL_TAG: study.row(row).label if study else row,
             T.CONFIG_HASH_TAG: chash, T.PRESET_TAG: preset}
     source = find_shared(t.mlflow_uri, chash, seed, preset) if preset else None
+    label = trial_label(study.row(row).label if study else None, overrides, seed)
     if source is not None:
-        record_shared(t.mlflow_uri, t.experiment, name, parent_run_id, tags, exp.flatten(), source)
+        record_shared(t.mlflow_uri, t.experiment, name, parent_run_id, tags, exp.flatten(), source,
+                      display_name=label)
         print(f"[tdrl] {name}: same configuration and seed already trained in {source.study} "
               f"(run {source.run_id}); shared, not trained again", flush=True)
         ray.tune.report(source.metrics)
         return
-    fit(exp, parent_run_id=parent_run_id, tags=tags, callbacks=[TuneReportCallback()], workdir=workdir)
+    fit(exp, parent_run_id=parent_run_id, tags=tags, callbacks=[TuneReportCallback()], workdir=workdir,
+        run_label=label)
 
 
 def _grid_names() -> set[str]:

@@ -124,11 +124,11 @@ def find_shared(uri: str, chash: str, seed: int, preset: str) -> SharedRun | Non
 
 
 def record_shared(uri: str, experiment: str, run_name: str, parent_run_id: str, tags: Mapping[str, str],
-                  params: Mapping[str, Any], source: SharedRun) -> str:
+                  params: Mapping[str, Any], source: SharedRun, display_name: str | None = None) -> str:
     """A FINISHED child run in this study that copies ``source``'s final metrics; returns its id.
 
     Tagged with ``tdrl.run_name`` like a trained run, so a restarted trial finds it and reports it
-    instead of recording a second one."""
+    instead of recording a second one; ``display_name`` is what the UI shows (default ``run_name``)."""
     from mlflow.entities import Metric
 
     from tdrl.train import tracking as tr
@@ -136,7 +136,8 @@ def record_shared(uri: str, experiment: str, run_name: str, parent_run_id: str, 
     note = (f"Not trained here: the same configuration and seed were trained in study {source.study}, "
             f"run {source.run_id}; these are that run's final metrics.")
     run_id, _ = tr.find_or_create_run(
-        uri, experiment, run_name=run_name, match={tr.RUN_NAME_TAG: run_name}, parent_run_id=parent_run_id,
+        uri, experiment, run_name=display_name or run_name, match={tr.RUN_NAME_TAG: run_name},
+        parent_run_id=parent_run_id,
         tags={**tags, tr.SHARED_FROM_TAG: source.run_id, tr.SHARED_STUDY_TAG: source.study,
               "mlflow.note.content": note}, params=params)
     step = int(source.metrics.get("epoch", 0))

@@ -256,7 +256,68 @@ def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | Non
             print(f"(no study run of {study.name} in {experiment or experiment_name(study)} at {uri})")
     if log and parent is not None:
         log_artifacts(uri, parent, paths.values(), artifact_path="tables")
+        log_table_metrics(uri, parent, table)
+        name_child_runs(uri, experiment or experiment_name(study), parent, study)
     return table, parent, paths
+
+
+# --- the table in the MLflow UI ---------------------------------------------------------------------
+
+# Parent-run metric prefix -> table column: ``top1.ratio50`` is row ratio50's mean top-1 over its seeds.
+PARENT_METRICS = {"top1": "top1_mean", "top1_std": "top1_std", "top5": "top5_mean", "top5_std": "top5_std",
+                  "top1_diff": "diff_mean", "train_top1": "train_top1_mean"}
+
+
+def table_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """The table's measured cells as metric names and values (``top1.ratio50``, ``top1_std.ratio50``,
+    ``top1_diff.ratio50`` = paired difference to the baseline); empty cells (NaN) are left out."""
+    out: dict[str, float] = {}
+    for _, t in table.iterrows():
+        for prefix, column in PARENT_METRICS.items():
+            value = t[column]
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                out[f"{prefix}.{t['key']}"] = float(value)
+    return out
+
+
+def log_table_metrics(uri: str, run_id: str, table: pd.DataFrame) -> dict[str, float]:
+    """Log :func:`table_metrics` on the study's parent run (step 0), so the parent's own charts show
+    the table; a later report logs the new values, which MLflow shows as the latest. Returns them."""
+    import time
+
+    from mlflow.entities import Metric
+
+    from tdrl.train.tracking import BATCH_LIMIT, mlflow_client, with_retry
+
+    values = table_metrics(table)
+    now = int(time.time() * 1000)
+    items = [Metric(k, v, now, 0) for k, v in sorted(values.items())]
+    client = mlflow_client(uri)
+    for i in range(0, len(items), BATCH_LIMIT):
+        batch = items[i:i + BATCH_LIMIT]
+        with_retry(lambda: client.log_batch(run_id, metrics=batch), uri)
+    return values
+
+
+def name_child_runs(uri: str, experiment: str, parent_run_id: str, study: Study) -> int:
+    """Name the parent's child runs as the table reads (``+50% TDLoss · seed 0``), where they are not
+    yet (runs of older tdrl were named by their unique trial name, which stays their ``tdrl.run_name``
+    tag; runs are found again by that tag, never by name). Returns how many were renamed."""
+    from tdrl.study.runner import trial_label
+    from tdrl.train.tracking import child_runs, mlflow_client, with_retry
+
+    runs = child_runs(uri, experiment, parent_run_id)
+    keys = {r.key for r in study.rows}
+    renamed = 0
+    for _, r in runs.iterrows():
+        row, seed = r.get(f"tags.{ROW_TAG}"), r.get(f"tags.{SEED_TAG}")
+        if row not in keys or seed is None or pd.isna(seed):
+            continue
+        label = trial_label(study.row(row).label, {}, int(seed))
+        if r["run_name"] != label:
+            with_retry(lambda: mlflow_client(uri).update_run(r["run_id"], name=label), uri)
+            renamed += 1
+    return renamed
 
 
 # --- `tdrl tables` ---------------------------------------------------------------------------------

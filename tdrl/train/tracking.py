@@ -241,12 +241,15 @@ def find_or_create_run(uri: str, experiment: str, *, run_name: str, match: Mappi
 
 
 def start_run(uri: str, experiment: str, run_name: str, params: Mapping[str, Any], *,
-              parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> tuple[str, bool]:
+              parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
+              display_name: str | None = None) -> tuple[str, bool]:
     """A training run: create the run for ``run_name`` or reopen the existing one (found by its
     ``tdrl.run_name`` tag); returns ``(run_id, resumed)``. ``parent_run_id`` nests the run under a
-    study's parent run; ``tags`` are added to it either way."""
-    return find_or_create_run(uri, experiment, run_name=run_name, match={RUN_NAME_TAG: run_name}, tags=tags,
-                              params=params, parent_run_id=parent_run_id)
+    study's parent run; ``tags`` are added to it either way. ``display_name`` is the name the UI
+    shows (a study trial's ``+50% TDLoss · seed 0``); default ``run_name``. Only the tag finds a run
+    again, so a resumed trial reopens its run whatever the run is called."""
+    return find_or_create_run(uri, experiment, run_name=display_name or run_name, match={RUN_NAME_TAG: run_name},
+                              tags=tags, params=params, parent_run_id=parent_run_id)
 
 
 def log_artifacts(uri: str, run_id: str, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:

@@ -212,10 +212,11 @@ def prepare_cluster(exp: Experiment) -> tuple[Experiment, bool]:
 
 
 def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
-        callbacks: Sequence[Any] = (), workdir: str | Path | None = None) -> TrainResult:
+        callbacks: Sequence[Any] = (), workdir: str | Path | None = None, run_label: str | None = None) -> TrainResult:
     """Train ``exp`` on Ray Train and return the result; raises on failure after the retries.
 
-    ``parent_run_id`` nests the MLflow run under a study's parent run; ``tags`` are added to it.
+    ``parent_run_id`` nests the MLflow run under a study's parent run; ``tags`` are added to it;
+    ``run_label`` names the MLflow run for people (default ``train.name``, which stays its tag).
     ``callbacks`` go into the RunConfig (e.g. Tune's ``TuneReportCallback()`` inside a trial).
     Resuming: call again with the same ``train.name`` and ``train.storage_path``.
     """
@@ -229,7 +230,7 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
     exp, started_here = prepare_cluster(exp)
     t = exp.train
     run_id, resumed = tracking.start_run(t.mlflow_uri, t.experiment, t.name, exp.flatten(),
-                                         parent_run_id=parent_run_id, tags=tags)
+                                         parent_run_id=parent_run_id, tags=tags, display_name=run_label)
     marker_dir = "" if is_uri(t.storage_path) else str(Path(t.storage_path) / t.name / "_tdrl_markers")
     run = {"run_name": t.name, "mlflow_uri": t.mlflow_uri, "mlflow_run_id": run_id,
            "progress": _progress(exp, started_here), "marker_dir": marker_dir}
