@@ -49,9 +49,12 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "trainer": (["tdrl/train/trainer.py"],
                 ["tests/train/test_objective.py", "tests/train/test_checkpoint_arch.py",
                  "tests/reliability/test_storage_preflight.py", "tests/reliability/test_bad_inputs.py"]),
+    # test_safety's source scan for torch.load reads the mutated file (every mutant's text, e.g.
+    # weights_only=False) and fails the clean run, so it is left out here (it guards by reading, not running).
     "checkpoint": (["tdrl/train/checkpoint.py"],
                    ["tests/train/test_checkpoint.py", "tests/train/test_checkpoint_arch.py",
-                    "tests/reliability/test_safety.py"]),
+                    "tests/reliability/test_safety.py",
+                    "--deselect=tests/reliability/test_safety.py::test_every_torch_load_in_tdrl_passes_weights_only_true"]),
     # definitions.py is mostly module-level data (the rows), which mutmut does not mutate, and its
     # helpers run at import time, which mutmut's per-test selection cannot see: hand mutations cover it.
     "definitions": (["tdrl/study/definitions.py"],
