@@ -59,7 +59,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # helpers run at import time, which mutmut's per-test selection cannot see: hand mutations cover it.
     "definitions": (["tdrl/study/definitions.py"],
                     ["tests/study/test_definitions.py", "tests/study/test_paper_tables.py"]),
-    "tables": (["tdrl/study/tables.py"], ["tests/study/test_tables.py", "tests/study/test_tables_mean.py"]),
+    "tables": (["tdrl/study/tables.py"], ["tests/study/test_tables.py", "tests/study/test_tables_mean.py",
+                                          "tests/study/test_tables_outputs.py"]),
 }
 
 
