@@ -60,7 +60,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "definitions": (["tdrl/study/definitions.py"],
                     ["tests/study/test_definitions.py", "tests/study/test_paper_tables.py"]),
     "tables": (["tdrl/study/tables.py"], ["tests/study/test_tables.py", "tests/study/test_tables_mean.py",
-                                          "tests/study/test_tables_outputs.py"]),
+                                          "tests/study/test_tables_outputs.py",
+                                          "tests/test_cli.py::test_tables_takes_parent_run_id_and_the_old_spelling"]),
 }
 
 

@@ -65,3 +65,10 @@ def test_chart_title_is_the_given_one_else_the_studys(tmp_path, monkeypatch):
     save_chart(s, t, tmp_path / "a.png")
     save_chart(s, t, tmp_path / "b.png", title="mine")
     assert seen == [s.title, "mine"]
+
+
+def test_one_experiment_per_study():
+    from tdrl.study.tables import experiment_name
+
+    assert experiment_name(get_study("ratio")) == "tdrl-table5"
+    assert experiment_name(get_study("table3"), "bench") == "bench-table3"
