@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from test_faults_slow import _assert_each_epoch_once, _wait_for
-from test_slow_runs import _free_port, _stop, _wait_for_nodes
+from test_slow_runs import _free_port, _stop
 from train_helpers import epoch_dirs, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -30,10 +30,40 @@ DRIVER = r"""
 import json, sys, ray
 from tdrl.config.experiment import Experiment
 from tdrl.train.trainer import fit
-ray.init()  # RAY_ADDRESS: head (1 CPU) + node 2 (1 CPU)
+ray.init(_node_ip_address="127.0.0.1")  # RAY_ADDRESS: head (1 CPU) + node 2 (1 CPU), both on 127.0.0.1
 result = fit(Experiment.from_flat(json.loads(sys.argv[1])))
 print("RESULT " + json.dumps({"epoch": result.metrics["epoch"], "run_id": result.mlflow_run_id}), flush=True)
 """
+
+
+def _fatal_lines(temp_dir: Path) -> str:
+    """The raylet's fatal (``C``) log lines of a node's session: why a `ray start` died."""
+    lines = []
+    for f in sorted(temp_dir.glob("session_*/logs/raylet.out")):
+        lines += [ln[:300] for ln in f.read_text(errors="replace").splitlines() if " C " in ln[:40]]
+    return "\n".join(lines[-3:]) or "(no fatal raylet line)"
+
+
+def _wait_for_nodes(address: str, env: dict[str, str], count: int, nodes: list[tuple[subprocess.Popen, Path]],
+                    timeout: float = 600.0) -> None:
+    """Until ``count`` nodes are alive. A probe that hangs (a loaded machine: Ray's 5 s connection
+    deadlines pass) is abandoned and tried again rather than failing the test; a node process that
+    exited fails it at once, with its raylet's fatal line."""
+    probe = "import ray; ray.init(_node_ip_address='127.0.0.1'); print(sum(n['Alive'] for n in ray.nodes()))"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for proc, temp_dir in nodes:
+            if proc.poll() is not None:
+                raise AssertionError(f"`ray start` ({temp_dir}) exited with {proc.returncode}:\n{_fatal_lines(temp_dir)}")
+        try:
+            out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                                 env={**env, "RAY_ADDRESS": address})
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+                return
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(2)
+    raise AssertionError(f"the cluster at {address} did not reach {count} nodes in {timeout:.0f}s")
 
 
 def _start_node(address: str, temp_dir: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -57,7 +87,9 @@ def test_elastic_run_shrinks_on_node_loss_and_grows_back(tiny_experiment, tmp_pa
     env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_AUTH_MODE": "token",
            # check every 5 s (Ray's default 60 s) whether the run can grow; Ray's resource view itself
            # refreshes every 20 s (its AutoscalingCoordinator's tick)
-           "TDRL_ELASTIC_RESIZE_INTERVAL_S": "5"}
+           "TDRL_ELASTIC_RESIZE_INTERVAL_S": "5",
+           # a loaded machine: the raylet otherwise gives its dashboard agent ~20 s to report its ports
+           "RAY_agent_register_timeout_ms": "300000"}
     env.pop("RAY_ADDRESS", None)
     procs: list[subprocess.Popen] = []
     epochs = 24  # long enough that the return of node 2 is seen before the end (checked below)
@@ -73,10 +105,10 @@ def test_elastic_run_shrinks_on_node_loss_and_grows_back(tiny_experiment, tmp_pa
              "--node-ip-address=127.0.0.1"],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         address = f"127.0.0.1:{port}"
-        _wait_for_nodes(address, env, 1)
+        _wait_for_nodes(address, env, 1, [(procs[0], head_tmp)])
         node2 = _start_node(address, node_tmps[0], env)
         procs.append(node2)
-        _wait_for_nodes(address, env, 2)
+        _wait_for_nodes(address, env, 2, [(procs[0], head_tmp), (node2, node_tmps[0])])
         t0 = time.time()
         with open(log, "w") as out:
             driver = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(exp.flatten())],
