@@ -87,9 +87,7 @@ def test_elastic_run_shrinks_on_node_loss_and_grows_back(tiny_experiment, tmp_pa
     env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_AUTH_MODE": "token",
            # check every 5 s (Ray's default 60 s) whether the run can grow; Ray's resource view itself
            # refreshes every 20 s (its AutoscalingCoordinator's tick)
-           "TDRL_ELASTIC_RESIZE_INTERVAL_S": "5",
-           # a loaded machine: the raylet otherwise gives its dashboard agent ~20 s to report its ports
-           "RAY_agent_register_timeout_ms": "300000"}
+           "TDRL_ELASTIC_RESIZE_INTERVAL_S": "5"}
     env.pop("RAY_ADDRESS", None)
     procs: list[subprocess.Popen] = []
     epochs = 24  # long enough that the return of node 2 is seen before the end (checked below)
