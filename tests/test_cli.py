@@ -101,6 +101,13 @@ def test_tables_takes_parent_run_id_and_the_old_spelling(tmp_path, monkeypatch, 
     assert parser.parse_args(["table3", "--parent-run-id", "abc"]).parent_run_id == "abc"
     assert parser.parse_args(["table3", "--parent-run", "abc"]).parent_run_id == "abc"  # hidden alias
     assert parser.parse_args(["table3"]).parent_run_id is None
+    args = parser.parse_args(["table3", "table5", "--name", "t5", "--out", "o", "--experiment-prefix", "b",
+                              "--mlflow-uri", "sqlite:///m.db", "--no-log"])
+    assert (args.studies, args.name, args.out, args.experiment_prefix, args.mlflow_uri, args.no_log) == (
+        ["table3", "table5"], "t5", "o", "b", "sqlite:///m.db", True)
+    args = parser.parse_args([])
+    assert (args.studies, args.name, args.out, args.experiment_prefix, args.mlflow_uri, args.no_log) == (
+        [], None, "runs/tables", "tdrl", None, False)
     assert "--parent-run-id" in parser.format_help() and "--parent-run " not in parser.format_help()
     monkeypatch.chdir(tmp_path)  # the default store would be ./mlflow.db; the check comes before any read
     err = _input_error(capsys, "tables", "table3", "table4", "--parent-run-id", "abc")

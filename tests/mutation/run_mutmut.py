@@ -42,7 +42,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "tdrl/model/pem.py", "tdrl/model/td_loss.py", "tdrl/model/temporal_shift.py", "tdrl/model/tim.py",
                "tdrl/model/resnet.py", "tdrl/model/reference.py"],
               ["tests/model/test_network.py", "tests/model/test_pem.py", "tests/model/test_td_loss.py",
-               "tests/model/test_temporal.py", "tests/model/test_reference.py", "tests/model/test_info.py"]),
+               "tests/model/test_temporal.py", "tests/model/test_reference.py", "tests/model/test_info.py",
+               "tests/model/test_resnet.py"]),
     "model_io": (["tdrl/model/weights.py", "tdrl/model/info.py"],
                  ["tests/model/test_weights.py", "tests/model/test_info.py"]),
     "loop": (["tdrl/train/loop.py"], ["tests/train/test_objective.py"]),
@@ -60,7 +61,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "definitions": (["tdrl/study/definitions.py"],
                     ["tests/study/test_definitions.py", "tests/study/test_paper_tables.py"]),
     "tables": (["tdrl/study/tables.py"], ["tests/study/test_tables.py", "tests/study/test_tables_mean.py",
-                                          "tests/study/test_tables_outputs.py",
+                                          "tests/study/test_tables_outputs.py", "tests/study/test_tables_cli.py",
                                           "tests/test_cli.py::test_tables_takes_parent_run_id_and_the_old_spelling"]),
 }
 
