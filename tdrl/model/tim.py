@@ -25,16 +25,54 @@ def tsm_kernel(channels: int, shift_div: int = 8) -> torch.Tensor:
     return w
 
 
+def conv3(x5: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor) -> torch.Tensor:
+    """``out[t] = k0 * x[t-1] + k1 * x[t] + k2 * x[t+1]`` on ``(N, T, C, H, W)``, zero outside the clip;
+    the ``k`` are per channel, ``(C, 1, 1)``. Without autograd (in-place updates of a fresh tensor)."""
+    out = x5 * k1  # keeps x5's strides: channels_last in, channels_last out
+    out[:, 1:].addcmul_(x5[:, :-1], k0)  # addcmul: no temporary for the product
+    out[:, :-1].addcmul_(x5[:, 1:], k2)
+    return out
+
+
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum(a * b)`` per channel of ``(N, T', C, H, W)`` tensors, accumulated in float32: ``(C,)``."""
+    return (a * b).sum(dim=(0, 1, 3, 4), dtype=torch.float32)
+
+
+class _Conv3(torch.autograd.Function):
+    """The temporal conv with a hand-written backward: the input's gradient is the same conv with the
+    kernel reversed in time, the kernel's gradient three per-channel dot products (float32 sums).
+    Autograd of the in-place slice updates cloned the whole gradient once per update instead."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        x5 = x.view(nt // frames, frames, c, h, w)  # (N, T, C, H, W); same strides, so channels_last stays
+        k = weight.to(x.dtype).view(c, 3, 1, 1)
+        ctx.save_for_backward(x, weight)
+        ctx.frames = frames
+        return conv3(x5, k[:, 0], k[:, 1], k[:, 2]).view(nt, c, h, w)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        nt, c, h, w = x.shape
+        x5 = x.view(nt // ctx.frames, ctx.frames, c, h, w)
+        g5 = g.view(nt // ctx.frames, ctx.frames, c, h, w)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            k = weight.to(g.dtype).view(c, 3, 1, 1)
+            # d out[t] / d x[s]: k1 at t = s, k0 at t = s + 1, k2 at t = s - 1: the conv with k2, k1, k0.
+            gx = conv3(g5, k[:, 2], k[:, 1], k[:, 0]).view(nt, c, h, w)
+        if ctx.needs_input_grad[1]:
+            gw = torch.stack([_channel_dot(g5[:, 1:], x5[:, :-1]), _channel_dot(g5, x5),
+                              _channel_dot(g5[:, :-1], x5[:, 1:])], dim=1).to(weight.dtype)  # (C, 3)
+        return gx, gw, None
+
+
 def temporal_conv3(x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.Tensor:
-    """Channel-wise temporal conv of ``x`` ``(N*T, C, H, W)`` with ``weight`` ``(C, 3)``."""
-    nt, c, h, w = x.shape
-    x5 = x.view(nt // frames, frames, c, h, w)  # (N, T, C, H, W)
-    k = weight.to(x.dtype).view(c, 3, 1, 1)
-    out = x5 * k[:, 1]
-    # In-place adds on slices of a fresh tensor: mul's backward needs its inputs, not its output.
-    out[:, 1:].addcmul_(x5[:, :-1], k[:, 0])  # addcmul: no temporary for the product
-    out[:, :-1].addcmul_(x5[:, 1:], k[:, 2])
-    return out.view(nt, c, h, w)
+    """Channel-wise temporal conv of ``x`` ``(N*T, C, H, W)`` with ``weight`` ``(C, 3)``; same layout out."""
+    return _Conv3.apply(x, weight, frames)
 
 
 class TemporalInteraction(nn.Module):

@@ -66,3 +66,56 @@ def test_channels_last_stays_channels_last():
     for y in (temporal_shift(x, 4), temporal_conv3(x, tsm_kernel(16), 4)):
         assert y.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(y, temporal_shift(x.contiguous(), 4))
+
+
+# The shift and the temporal conv have hand-written backwards: checked against autograd through the
+# loop / Conv1d references, against finite differences (gradcheck, float64), in both memory formats.
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_shift_gradient_matches_loop_reference(channels_last):
+    torch.manual_seed(2)
+    x = torch.randn(2 * 4, 16, 3, 2)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(8, 16, 3, 2)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (temporal_shift(x1, 4, 8) * g).sum().backward()
+    (shift_reference(x2, 4, 8) * g).sum().backward()
+    assert torch.equal(x1.grad, x2.grad)
+    # the gradient of the first fold at the last frame, and of the second fold at frame 0, is zero
+    assert x1.grad.view(2, 4, 16, 3, 2)[:, 0, :2].abs().sum() == 0 and x1.grad.view(2, 4, 16, 3, 2)[:, -1, 2:4].abs().sum() == 0
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tim_gradients_match_conv1d_in_both_layouts_and_precisions(channels_last):
+    torch.manual_seed(3)
+    x = torch.randn(3 * 4, 8, 5, 3)
+    w = torch.randn(8, 3)
+    g = torch.randn(12, 8, 5, 3)
+    if channels_last:
+        x, g = (v.contiguous(memory_format=torch.channels_last) for v in (x, g))
+    x2, w2 = x.clone().requires_grad_(), w.clone().requires_grad_()
+    (conv1d_reference(x2, w2, 4) * g).sum().backward()
+    x1, w1 = x.clone().requires_grad_(), w.clone().requires_grad_()
+    (temporal_conv3(x1, w1, 4) * g).sum().backward()
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-5) and torch.allclose(w1.grad, w2.grad, atol=1e-4)
+    assert w1.grad.dtype == torch.float32
+    # bf16 activations (autocast's conv outputs) with a float32 weight: the weight's gradient is float32,
+    # summed in float32, close to the exact one
+    xb = x.bfloat16().requires_grad_()
+    wb = w.clone().requires_grad_()
+    (temporal_conv3(xb, wb, 4).float() * g).sum().backward()
+    assert xb.grad.dtype == torch.bfloat16 and wb.grad.dtype == torch.float32
+    assert torch.allclose(wb.grad, w2.grad, rtol=2e-2, atol=0.2)
+
+
+def test_temporal_ops_pass_gradcheck():
+    torch.manual_seed(4)
+    x = torch.randn(2 * 3, 8, 2, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: temporal_shift(v, 3, 4), (x,))
+    assert torch.autograd.gradcheck(lambda v, k: temporal_conv3(v, k, 3), (x, w))
+    # only the weight needs a gradient (a frozen input): the input's gradient is not computed
+    w.grad = None
+    temporal_conv3(x.detach(), w, 3).sum().backward()
+    assert w.grad is not None and w.grad.shape == (8, 3)
