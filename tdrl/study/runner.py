@@ -297,7 +297,7 @@ def _max_concurrent(opts: StudyOptions, base: Experiment, resources: Mapping[str
 
     if opts.max_concurrent is not None or not (started or not os.environ.get("RAY_ADDRESS")):
         return opts.max_concurrent
-    per_trial = base.train.workers * base.train.cpus_per_worker + resources.get("CPU", 0)
+    per_trial = base.train.max_workers * base.train.cpus_per_worker + resources.get("CPU", 0)  # elastic: MAX
     return max(1, int(ray.cluster_resources().get("CPU", 1)) // per_trial)
 
 
