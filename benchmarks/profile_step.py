@@ -1,0 +1,80 @@
+"""Where a training step's time goes: torch.profiler tables of TDRL-R50 and TSN-R50, same process.
+
+One SGD step (forward, CE + lambda * TD, backward, step) as in ``benchmarks/throughput.py`` (bf16
+autocast, channels_last on CUDA), profiled after warm-up; the file gets, per network, the operators
+sorted by their own device time and the totals, so the extra time of TDRL over TSN can be read
+operator by operator (PEM's small matmuls, TIM's shifted sums, the TD loss).
+
+    python benchmarks/profile_step.py --out profile_tdrl_8f.txt [--frames 8] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py beside this file
+from throughput import make  # noqa: E402
+
+from tdrl.config.model import ModelConfig  # noqa: E402
+
+
+def profile_row(row: str, args: argparse.Namespace, device: torch.device) -> str:
+    torch.manual_seed(0)
+    model = make(row, args.frames, device, channels_last=device.type == "cuda").train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)  # (N, T, C, H, W)
+    if device.type == "cuda":  # channels_last of the folded frames (N*T, C, H, W)
+        x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view_as(x)
+    y = torch.randint(0, 174, (args.batch,), device=device)
+    lam = ModelConfig().td_lambda
+
+    def step() -> None:
+        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+            scores, td = model(x)
+            loss = torch.nn.functional.cross_entropy(scores.float(), y) + lam * td
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(args.steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=args.rows)
+    return f"## {row}: {args.batch} clips x {args.frames} frames x {args.size}^2, {args.steps} steps\n{table}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--networks", default="tdrl,tsn")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=40, help="operators listed per network")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    text = "".join(profile_row(r, args, device) for r in args.networks.split(","))
+    Path(args.out).write_text(text)
+    print(text[-3000:])
+
+
+if __name__ == "__main__":
+    main()
