@@ -58,10 +58,9 @@ class ProgressiveEnhancement(nn.Module):
         gate_d = nn.functional.linear(d, w_d, self.w_g.bias)  # the d-half of W_g for all t at once
         m = initial_memory(d[:, :-1], self.mem_init)  # (N, C_r)
         memories = []
-        # Fused ops (addmm, lerp): the loop is sequential, so on a GPU its cost is kernel launches.
         for t in range(self.frames):
-            gamma = torch.sigmoid(torch.addmm(gate_d[:, t], m, w_m.t()))
-            m = torch.lerp(m, d[:, t], gamma)  # == (1 - gamma) * m + gamma * d_t
+            gamma = torch.sigmoid(gate_d[:, t] + nn.functional.linear(m, w_m))
+            m = m + gamma * (d[:, t] - m)  # == (1 - gamma) * m + gamma * d_t
             memories.append(m)
         return torch.sigmoid(self.w_a(torch.stack(memories, dim=1)))  # (N, T, C)
 
