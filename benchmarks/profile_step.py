@@ -18,28 +18,20 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py beside this file
-from throughput import make  # noqa: E402
-
-from tdrl.config.model import ModelConfig  # noqa: E402
+from throughput import make, sgd_step  # noqa: E402
 
 
 def profile_row(row: str, args: argparse.Namespace, device: torch.device) -> str:
     torch.manual_seed(0)
     model = make(row, args.frames, device, channels_last=device.type == "cuda").train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)  # (N, T, C, H, W)
     if device.type == "cuda":  # channels_last of the folded frames (N*T, C, H, W)
         x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view_as(x)
     y = torch.randint(0, 174, (args.batch,), device=device)
-    lam = ModelConfig().td_lambda
+    train_step, _ = sgd_step(model, device.type == "cuda", device)
 
     def step() -> None:
-        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            scores, td = model(x)
-            loss = torch.nn.functional.cross_entropy(scores.float(), y) + lam * td
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        train_step(x, y)
 
     for _ in range(args.warmup):
         step()

@@ -62,20 +62,27 @@ def check_equivalence(frames: int, args: argparse.Namespace, device: torch.devic
     return rel
 
 
-def run_row(row: str, frames: int, mode: str, args: argparse.Namespace, device: torch.device) -> dict:
-    torch.manual_seed(0)
-    model = make(row, frames, device, args.channels_last).train()
+def sgd_step(model: torch.nn.Module, bf16: bool, device: torch.device):
+    """The benchmarked training step: forward, CE + lambda * TD, backward, SGD step (as the loop)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     lam = ModelConfig().td_lambda
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, torch.bfloat16, enabled=args.bf16):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
             scores, td = model(x)
             loss = torch.nn.functional.cross_entropy(scores.float(), y) + lam * td
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss
+
+    return step, opt
+
+
+def run_row(row: str, frames: int, mode: str, args: argparse.Namespace, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    model = make(row, frames, device, args.channels_last).train()
+    step, opt = sgd_step(model, args.bf16, device)
 
     fn = torch.compile(step) if mode == "compile" else step
     x = torch.randn(args.batch, frames, 3, args.size, args.size, device=device)  # (N, T, C, H, W)
