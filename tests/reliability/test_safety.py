@@ -242,8 +242,8 @@ UPLOAD_EXCLUDED = ["data/synth-smoke/train/0.webm", "data/sthv1/frames/1/00001.j
                    "runs/studies/t5/tdrl_study.json", "checkpoints/best.pt", "ray_results/exp/result.json",
                    "weights/resnet50.pth", "studies/data/local.csv", "bench_loader.json",
                    ".hypothesis/examples/x"]
-UPLOAD_KEPT = ["tdrl/__init__.py", "tdrl/train/loop.py", "studies/ablation_ratio.py", "docs/training.md",
-               "pyproject.toml", "cluster/aws.yaml"]
+UPLOAD_KEPT = ["tdrl/__init__.py", "tdrl/train/loop.py", "tdrl/data/__init__.py", "tdrl/data/synthetic.py",
+               "studies/ablation_ratio.py", "docs/training.md", "pyproject.toml", "cluster/aws.yaml"]
 
 
 @pytest.mark.parametrize("include_gitignore", [True, False], ids=["gitignore+rayignore", "rayignore-only"])
