@@ -36,7 +36,7 @@ from tdrl.config.experiment import Experiment
 from tdrl.config.model import ModelConfig
 from tdrl.config.train import TrainConfig
 from tdrl.model.network import build_model
-from tdrl.train.loop import Job, Loaders, Training, build_loaders, train_one_epoch
+from tdrl.train.loop import Job, Loaders, Training, build_loaders, build_optimizer, train_one_epoch
 from tdrl.train.runtime import resolve_runtime
 
 
@@ -97,9 +97,8 @@ def training(exp: Experiment, job: Job) -> Training:
     """The loop's network and optimiser as ``build_training`` makes them for a fresh run (no Ray)."""
     torch.manual_seed(exp.train.seed)
     net = job.runtime.place(build_model(exp.model))
-    t = exp.train
-    opt = torch.optim.SGD(net.param_groups(t.weight_decay, t.decay_policy), lr=t.lr, momentum=t.momentum)
-    return Training(model=net, net=net, optimizer=opt, scheduler=None)
+    opt, scheduler = build_optimizer(net, exp.train)
+    return Training(model=net, net=net, optimizer=opt, scheduler=scheduler)
 
 
 def timed_epochs(job: Job, tr: Training, loaders: Loaders, epochs: int, warmup: int) -> dict[str, float]:

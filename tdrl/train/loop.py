@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from tdrl.config.experiment import Experiment
+from tdrl.config.train import TrainConfig
 from tdrl.train.batching import GlobalBatchSampler, loss_weight
 from tdrl.train.evaluate import predict, topk_correct
 from tdrl.train.runtime import Runtime, resolve_runtime
@@ -161,6 +162,16 @@ class Training:
     mlflow_run_id: str | None = None
 
 
+def build_optimizer(net: torch.nn.Module, t: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD over the network's parameter groups (weight decay on conv/linear weights only by default:
+    ``train.decay_policy``) and the per-epoch schedule (warm-up, steps). The one place the recipe's
+    optimiser is made: the loop and ``benchmarks/end_to_end.py`` both call it."""
+    optimizer = torch.optim.SGD(net.param_groups(t.weight_decay, t.decay_policy), lr=t.lr, momentum=t.momentum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: lr_factor(e, t.lr_steps, t.lr_gamma, t.warmup_epochs))
+    return optimizer, scheduler
+
+
 def build_training(job: Job) -> Training:
     """The network (from the latest registered checkpoint when Ray Train restarts or resumes the run),
     SGD with the configured parameter groups, and the per-epoch schedule."""
@@ -187,10 +198,7 @@ def build_training(job: Job) -> Training:
     # Moves to the worker's device and wraps in DDP when world > 1 (gloo on CPU, nccl on GPU).
     model = ray.train.torch.prepare_model(net)
     net = model.module if isinstance(model, DistributedDataParallel) else model
-    # Weight decay per parameter group (conv/linear weights only by default; train.decay_policy).
-    optimizer = torch.optim.SGD(net.param_groups(t.weight_decay, t.decay_policy), lr=t.lr, momentum=t.momentum)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: lr_factor(e, t.lr_steps, t.lr_gamma, t.warmup_epochs))
+    optimizer, scheduler = build_optimizer(net, t)
     out = Training(model, net, optimizer, scheduler, mlflow_run_id=job.mlflow_run_id)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
