@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -77,3 +79,18 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         load_checkpoint(f)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing")
+
+
+def test_a_weight_missing_or_unknown_is_refused(tmp_path):
+    """Loading is strict: a weight the checkpoint lacks would stay at its random initial value, and
+    one the network lacks would be dropped, both silently; each must be an error naming the file."""
+    _write(tmp_path)
+    state = load_checkpoint(tmp_path)
+    first = next(iter(state["model"]))
+    cases = {"Missing key": {k: v for k, v in state["model"].items() if k != first},
+             "Unexpected key": {**state["model"], "extra.weight": torch.zeros(1)}}
+    for what, weights in cases.items():
+        net = build_model(Experiment.from_flat(FLAT).model)
+        with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / 'checkpoint.pt'}: weights do not fit")) as err:
+            load_model_state(net, {**state, "model": weights}, tmp_path)
+        assert what in str(err.value) and (first in str(err.value) or "extra.weight" in str(err.value))

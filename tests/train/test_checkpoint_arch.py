@@ -12,7 +12,7 @@ import torch
 
 from tdrl.config import ConfigError, Experiment
 from tdrl.model.network import build_model
-from tdrl.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tdrl.train.checkpoint import CheckpointError, load_checkpoint, load_trained, save_checkpoint
 
 BASE = {"model.backbone": "resnet18", "model.width": 0.25, "model.reduction": 4, "model.frames": 4,
         "model.num_classes": 6}
@@ -52,6 +52,11 @@ def test_equal_shapes_other_network_is_refused(tmp_path, common, field, saved, r
     load_checkpoint(file, expect=old.flatten())  # the same network resumes
     with pytest.raises(CheckpointError, match=rf"{field}={saved!r} \(expected {resumed!r}\)"):
         load_checkpoint(file, expect=new.flatten())
+    # The worker's resume (build_training -> load_trained) refuses it too: load_trained rebuilds the
+    # checkpoint's own network, so without the check the run would go on training the old one.
+    with pytest.raises(CheckpointError, match=rf"{field}={saved!r} \(expected {resumed!r}\)"):
+        load_trained(file, expect=new.flatten())
+    assert load_trained(file, expect=old.flatten())[1].model == old.model
     # The driver's check before Ray starts refuses the run resumed by name, naming the field.
     from tdrl.train.trainer import preflight_resume
 
