@@ -94,3 +94,13 @@ def test_a_weight_missing_or_unknown_is_refused(tmp_path):
         with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / 'checkpoint.pt'}: weights do not fit")) as err:
             load_model_state(net, {**state, "model": weights}, tmp_path)
         assert what in str(err.value) and (first in str(err.value) or "extra.weight" in str(err.value))
+
+
+def test_incomplete_checkpoint_names_what_it_lacks(tmp_path):
+    path, *_ = _write(tmp_path)
+    state = torch.load(path, weights_only=True)
+    del state["optimizer"], state["scheduler"]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=re.escape(f"{path}: incomplete tdrl checkpoint, missing optimizer, "
+                                                        f"scheduler")):
+        load_checkpoint(tmp_path)
