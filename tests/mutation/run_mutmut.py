@@ -47,7 +47,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "model_io": (["tdrl/model/weights.py", "tdrl/model/info.py"],
                  ["tests/model/test_weights.py", "tests/model/test_info.py"]),
     "loop": (["tdrl/train/loop.py"], ["tests/train/test_objective.py", "tests/train/test_build_training.py",
-                                      "tests/train/test_epoch_metrics.py"]),
+                                      "tests/train/test_epoch_metrics.py", "tests/train/test_loop_tracking.py"]),
     "trainer": (["tdrl/train/trainer.py"],
                 ["tests/train/test_objective.py", "tests/train/test_checkpoint_arch.py",
                  "tests/train/test_best_checkpoint.py",

@@ -20,7 +20,8 @@ FLAT = Experiment.from_flat({"model.backbone": "resnet18", "model.width": 0.125,
                              "train.batch_size": 2, "train.lr_steps": "", "train.warmup_epochs": 0}).flatten()
 
 
-def _save(directory, mlflow_run_id: str | None, epoch: int = 2) -> dict[int, dict[str, float]]:
+def _save(directory, mlflow_run_id: str | None, epoch: int = 2,
+          with_history: bool = True) -> dict[int, dict[str, float]]:
     """A checkpoint of FLAT's network after ``epoch`` (0-based), optimizer and schedule as the loop builds them."""
     from tdrl.model.network import build_model
     from tdrl.train.checkpoint import save_checkpoint
@@ -32,7 +33,7 @@ def _save(directory, mlflow_run_id: str | None, epoch: int = 2) -> dict[int, dic
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, t.lr_steps, t.lr_gamma, t.warmup_epochs))
     history = {e: {"epoch": float(e), "val_top1": 10.0 * (e + 1)} for e in range(epoch + 1)}
     save_checkpoint(directory, epoch=epoch, model=net, optimizer=opt, scheduler=sched, config=FLAT,
-                    metrics=history[epoch], mlflow_run_id=mlflow_run_id, history=history)
+                    metrics=history[epoch], mlflow_run_id=mlflow_run_id, history=history if with_history else None)
     return history
 
 
@@ -76,3 +77,9 @@ def test_a_checkpoint_without_a_run_gives_the_drivers_or_none(tmp_path, run_id):
     _save(tmp_path / "ckpt", mlflow_run_id=None)  # stored as "", which must not become a run id
     tr = _resume(tmp_path / "ckpt", {"run_name": "r", "progress": "none", "mlflow_run_id": run_id})
     assert tr.mlflow_run_id == run_id
+
+
+def test_a_checkpoint_without_a_history_holds_at_least_its_own_epoch(tmp_path):
+    history = _save(tmp_path / "ckpt", mlflow_run_id="abc", with_history=False)  # stored as {}
+    tr = _resume(tmp_path / "ckpt", {"run_name": "r", "progress": "none"})
+    assert tr.history == {2: history[2]} and tr.start_epoch == 3

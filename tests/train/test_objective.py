@@ -9,9 +9,9 @@ loop's internal names; each epoch's reported metrics are recorded at ``ray.train
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+
+from train_helpers import train_in_process
 
 LAMBDA = 0.5  # large, so the TD term dominates the gradient; not 1, so a dropped lambda is seen
 
@@ -24,38 +24,6 @@ def micro_data(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("synth-micro")
     generate_synthetic(root, num_classes=2, train_per_class=8, val_per_class=2, frames=4, size=32, seed=0, workers=1)
     return str(root)
-
-
-def train_in_process(data_root: str, tmp_path, **overrides: Any) -> list[dict[str, float]]:
-    """Every epoch's metrics of a tiny run of the real loop, in this process."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from tdrl.config.experiment import Experiment
-    from tdrl.train.trainer import build_trainer, resolve
-
-    flat = {"model.backbone": "resnet18", "model.width": 0.125, "model.reduction": 4, "model.frames": 4,
-            "model.num_classes": 2, "model.dropout": 0.0, "data.dataset": "sthv2", "data.root": data_root,
-            "data.decoder": "pyav", "data.input_size": 32, "data.short_side": 32, "data.workers": 0,
-            "train.epochs": 4, "train.batch_size": 4, "train.lr_per_64": 0.4, "train.lr_steps": "",
-            "train.warmup_epochs": 0, "train.storage_path": str(tmp_path / "runs"), "train.name": "objective",
-            "train.progress": "none", **overrides}
-    exp = resolve(Experiment.from_flat(flat), tmp_path)
-    ref = build_trainer(exp, {"run_name": "objective", "progress": "none"})
-    seen: list[dict[str, float]] = []
-    real_report = ray.train.report
-
-    def record(metrics, *args, **kwargs):
-        seen.append(dict(metrics))
-        return real_report(metrics, *args, **kwargs)
-
-    ray.train.report = record
-    try:
-        TorchTrainer(ref.train_loop_per_worker, train_loop_config=ref.train_loop_config,
-                     scaling_config=ray.train.ScalingConfig(num_workers=0)).fit()
-    finally:
-        ray.train.report = real_report
-    return seen
 
 
 def test_loss_is_ce_plus_lambda_td_and_td_falls(micro_data, tmp_path, monkeypatch):
