@@ -164,3 +164,18 @@ def test_eval_refuses_truncated_and_foreign_checkpoints_naming_the_file(tmp_path
     torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)  # some other project's file
     assert main(["eval", str(foreign)]) == 2
     assert f"{foreign}: not a tdrl checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split,file", [("train", "something-something-v2-train.json"),
+                                        ("val", "something-something-v2-validation.json")])
+def test_an_empty_split_is_refused_naming_the_root_and_split(tmp_path, split, file):
+    from tdrl.config import ConfigError, Experiment
+    from tdrl.data.synthetic import generate_synthetic
+    from tdrl.train.trainer import preflight
+
+    generate_synthetic(tmp_path, num_classes=2, train_per_class=1, val_per_class=1, frames=4, size=32, seed=0,
+                       workers=1)
+    (tmp_path / file).write_text("[]")  # the class list stays: only the split is empty
+    exp = Experiment.from_flat({"model.num_classes": 2, "data.dataset": "sthv2", "data.root": str(tmp_path)})
+    with pytest.raises(ConfigError, match=rf"data\.root={tmp_path}: the {split} split is empty"):
+        preflight(exp)

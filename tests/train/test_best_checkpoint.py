@@ -53,3 +53,15 @@ def test_best_of_the_kept_checkpoints_in_either_order(tmp_path, kept):
     out = _train_result(_exp(), "run-1", _result(tmp_path, kept=kept))
     assert out.best_checkpoint == str(tmp_path / "checkpoint_epoch_1")
     assert out.metrics["best_epoch"] == 1 and out.metrics["best_val_top1"] == 60.0
+
+
+def test_a_run_without_kept_checkpoints_reports_its_last_epoch_as_best(tmp_path):
+    import ray.train
+
+    from tdrl.train.trainer import _train_result
+
+    result = ray.train.Result(metrics={"epoch": 3, "val_top1": 30.0}, checkpoint=None, error=None,
+                              path=str(tmp_path), best_checkpoints=[])
+    out = _train_result(_exp(), "run-1", result)
+    assert out.best_checkpoint is None and out.latest_checkpoint is None
+    assert out.metrics["best_epoch"] == 3 and out.metrics["best_val_top1"] == 30.0
