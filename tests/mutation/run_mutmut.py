@@ -51,6 +51,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "trainer": (["tdrl/train/trainer.py"],
                 ["tests/train/test_objective.py", "tests/train/test_checkpoint_arch.py",
                  "tests/train/test_best_checkpoint.py", "tests/train/test_build_trainer.py",
+                 "tests/train/test_fit_local.py",
                  "tests/reliability/test_storage_preflight.py", "tests/reliability/test_bad_inputs.py"]),
     # Only test_safety's loader test: its other tests read files mutmut does not copy into mutants/
     # (README, docs, cluster/, .gitignore), so they fail mutmut's clean "stats" run ("failed to collect
