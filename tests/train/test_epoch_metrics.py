@@ -1,6 +1,6 @@
 """An epoch's reported metrics from the sums over all ranks (``loop.epoch_metrics``), and the console
 line made of them (``loop.progress_line``): every value by hand, from sums that differ from each other,
-so a swapped or misspelled sum or key shows."""
+so a swapped or misspelled sum or key shows; and the rank-0 progress bar."""
 
 from __future__ import annotations
 
@@ -48,3 +48,19 @@ def test_eta_is_hours_minutes_seconds(seconds, text):
     from tdrl.train.loop import _fmt_time
 
     assert _fmt_time(seconds) == text
+
+
+def test_progress_bar_only_on_rank_0_and_named_by_the_1_based_epoch(capsys):
+    from tdrl.train.loop import _progress_bar
+
+    exp = Experiment.from_flat({"model.backbone": "resnet18", "model.num_classes": 2, "train.epochs": 6})
+    cpu = Runtime(torch.device("cpu"), "fp32", False)
+    batches = [1, 2, 3]
+    for rank, progress in ((1, "bar"), (0, "lines"), (0, "none")):
+        job = Job(exp=exp, flat=exp.flatten(), rank=rank, world=2, runtime=cpu, progress=progress)
+        assert _progress_bar(job, batches, epoch=2) is batches
+    job = Job(exp=exp, flat=exp.flatten(), rank=0, world=2, runtime=cpu, progress="bar")
+    capsys.readouterr()
+    assert list(_progress_bar(job, batches, epoch=2)) == batches
+    # Outside a Ray worker Ray's tqdm draws a plain bar on stderr.
+    assert "epoch 3/6" in capsys.readouterr().err
