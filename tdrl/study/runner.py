@@ -347,7 +347,10 @@ def run_tune(*, study_name: str, title: str, opts: StudyOptions, param_space: di
     resumed = tune.Tuner.can_restore(study_dir)
     if resumed:
         print(f"[tdrl] resuming study {study_run} from {study_dir} (finished trials are kept)", flush=True)
-        tuner = tune.Tuner.restore(study_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        # The same param_space again: Tune saved the grid's sample_from functions as placeholders, and
+        # trials it has not generated yet would get the placeholder itself as a value without it.
+        tuner = tune.Tuner.restore(study_dir, trainable=trainable, param_space=param_space,
+                                   resume_unfinished=True, resume_errored=True)
     else:
         run_config = tune.RunConfig(name=study_run, storage_path=storage, verbose=opts.verbose,
                                     failure_config=tune.FailureConfig(max_failures=1))
