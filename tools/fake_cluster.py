@@ -320,22 +320,19 @@ def node_table(address: str, t0: float, samples: list[dict[str, Any]] = ()) -> l
 
 def trial_table(uri: str, experiment: str, t0: float) -> list[dict[str, Any]]:
     """The study's trial runs in MLflow (children of a parent run), oldest first."""
-    from tdrl.train.tracking import mlflow_client
+    from tdrl.train.tracking import PARENT_TAG, ROW_TAG, SEED_TAG, STEP_KEY, mlflow_client, search_runs
 
     client = mlflow_client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
     out = []
-    for r in client.search_runs([exp.experiment_id], max_results=1000):
-        if "mlflow.parentRunId" not in r.data.tags:
+    for r in search_runs(uri, experiment):
+        if PARENT_TAG not in r.data.tags:
             continue
         s, e = r.info.start_time, r.info.end_time
-        out.append({"row": r.data.tags.get("tdrl.row"), "seed": r.data.tags.get("tdrl.seed"),
+        out.append({"row": r.data.tags.get(ROW_TAG), "seed": r.data.tags.get(SEED_TAG),
                     "status": r.info.status, "run_id": r.info.run_id,
                     "start_s": round(s / 1000 - t0, 1) if s else None, "end_s": round(e / 1000 - t0, 1) if e else None,
                     "seconds": round((e - s) / 1000, 1) if s and e else None,
-                    "epochs": len(client.get_metric_history(r.info.run_id, "train_loss"))})
+                    "epochs": len(client.get_metric_history(r.info.run_id, STEP_KEY))})
     return sorted(out, key=lambda r: (r["start_s"] is None, r["start_s"]))
 
 
