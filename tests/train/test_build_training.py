@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
 
 from tdrl.config.experiment import Experiment
 
@@ -25,12 +24,11 @@ def _save(directory, mlflow_run_id: str | None, epoch: int = 2,
     """A checkpoint of FLAT's network after ``epoch`` (0-based), optimizer and schedule as the loop builds them."""
     from tdrl.model.network import build_model
     from tdrl.train.checkpoint import save_checkpoint
-    from tdrl.train.schedule import lr_factor
+    from tdrl.train.loop import build_optimizer
 
-    t = Experiment.from_flat(FLAT).train
-    net = build_model(Experiment.from_flat(FLAT).model)
-    opt = torch.optim.SGD(net.param_groups(t.weight_decay, t.decay_policy), lr=t.lr, momentum=t.momentum)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, t.lr_steps, t.lr_gamma, t.warmup_epochs))
+    exp = Experiment.from_flat(FLAT)
+    net = build_model(exp.model)
+    opt, sched = build_optimizer(net, exp.train)
     history = {e: {"epoch": float(e), "val_top1": 10.0 * (e + 1)} for e in range(epoch + 1)}
     save_checkpoint(directory, epoch=epoch, model=net, optimizer=opt, scheduler=sched, config=FLAT,
                     metrics=history[epoch], mlflow_run_id=mlflow_run_id, history=history if with_history else None)
