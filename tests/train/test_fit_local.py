@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from train_helpers import MICRO
+
 
 @pytest.fixture(scope="module")
 def micro_data(tmp_path_factory) -> str:
@@ -52,11 +54,8 @@ def _experiment(data_root: str, tmp_path: Path, **overrides: Any):
     from tdrl.config.experiment import Experiment
 
     return Experiment.from_flat({
-        "model.backbone": "resnet18", "model.width": 0.125, "model.reduction": 4, "model.frames": 4,
-        "model.num_classes": 2, "data.dataset": "sthv2", "data.root": data_root, "data.decoder": "pyav",
-        "data.input_size": 32, "data.short_side": 32, "data.workers": 0, "train.epochs": 1, "train.batch_size": 4,
-        "train.lr_per_64": 0.4, "train.lr_steps": "", "train.warmup_epochs": 0, "train.use_gpu": False,
-        "train.storage_path": str(tmp_path / "runs"), "train.name": "fitted", "train.progress": "none",
+        **MICRO, "data.root": data_root, "train.epochs": 1, "train.use_gpu": False,
+        "train.storage_path": str(tmp_path / "runs"), "train.name": "fitted",
         "train.mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "train.experiment": "tests", **overrides})
 
 
