@@ -161,7 +161,7 @@ def trial_name(study_run: str, row: str, seed: int, trial_id: str) -> str:
 
 # What a searched key reads as in a run name (the search's trials have no row label).
 _SEARCH_LABELS = {"model.td_lambda": "λ {:.1e}", "model.td_ratio": "ratio {:g}", "model.enhance_position": "PEM {}",
-                  "model.td_position": "TD {}", "model.mem_init": "m0 {}"}
+                  "model.td_position": "TD {}", "model.td_blocks": "at {}", "model.mem_init": "m0 {}"}
 
 
 def trial_label(row_label: str | None, overrides: Mapping[str, Any], seed: int) -> str:

@@ -2,7 +2,8 @@
 
 Searched, on the full TDRL network (TIM + PEM + TD loss): ``model.td_lambda`` (log scale),
 ``model.td_ratio``, ``model.enhance_position`` (PEM before/after TM), ``model.td_position`` (TD loss
-before/after TM) and ``model.mem_init``. The space's keys are flat configuration keys, so a trial's
+before/after TM), ``model.td_blocks`` (which blocks carry the TD loss: :func:`td_block_choices`) and
+``model.mem_init``. The space's keys are flat configuration keys, so a trial's
 config is layered over the preset exactly like a table row. Optuna's state is part of the Tune
 experiment, so ``Tuner.restore`` (running the command again) continues the same search.
 ASHA (``--asha``) stops weak trials early on the reported ``epoch`` (Optuna's pruners do not apply
@@ -22,12 +23,26 @@ from tdrl.study.definitions import PEM, TD, TIM_BASELINE
 from tdrl.study.runner import METRIC, StudyOptions, StudyResult, run_tune
 
 NAME = "search"
-TITLE = "Optuna TPE search: TD lambda, TD channel ratio, PEM and TD-loss positions, memory init"
+TITLE = "Optuna TPE search: TD lambda, TD channel ratio, PEM and TD-loss positions, TD blocks, memory init"
 COMMON: dict[str, Any] = {**TIM_BASELINE, **PEM, **TD}  # the full TDRL network
 
 
-def search_space() -> dict[str, Any]:
-    """The Tune search space (OptunaSearch converts it); keys are flat configuration keys."""
+def td_block_choices(backbone: str) -> dict[str, str]:
+    """The TD-loss block sets the search chooses from, ``label -> model.td_blocks`` (comma-separated,
+    as the flag takes it; strings because Optuna's categorical choices must be plain values): the last
+    block of stage 4; of stages 3-4; of stages 2-4 (the paper's); every block of stages 3-4, written
+    out for ``backbone``'s depth (ResNet-18: 2 + 2 blocks, ResNet-50: 6 + 3)."""
+    from tdrl.model.resnet import ARCHS  # imports torch: not on the path of `tdrl search --help`
+
+    blocks = ARCHS[backbone][1]
+    every = ",".join(f"layer{s}.{i}" for s in (3, 4) for i in range(blocks[s - 1]))
+    return {"s4": "layer4.-1", "s3-4": "layer3.-1,layer4.-1", "s2-4": "layer2.-1,layer3.-1,layer4.-1",
+            "all s3-4": every}
+
+
+def search_space(backbone: str = "resnet18") -> dict[str, Any]:
+    """The Tune search space (OptunaSearch converts it); keys are flat configuration keys. The block
+    choices depend on the backbone's depth (:func:`td_block_choices`)."""
     from ray import tune
 
     return {
@@ -35,6 +50,7 @@ def search_space() -> dict[str, Any]:
         "model.td_ratio": tune.quniform(0.125, 1.0, 0.125),
         "model.enhance_position": tune.choice(["before", "after"]),
         "model.td_position": tune.choice(["before", "after"]),
+        "model.td_blocks": tune.choice(list(td_block_choices(backbone).values())),
         "model.mem_init": tune.choice(["last", "first", "zeros"]),
     }
 
@@ -91,7 +107,7 @@ def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, gra
     if asha:
         kwargs["scheduler"] = ASHAScheduler(time_attr="epoch", max_t=max(epochs - 1, 1),
                                             grace_period=min(grace_period, max(epochs - 1, 1)), reduction_factor=2)
-    space = {**search_space(), "seed": 0}
+    space = {**search_space(base.model.backbone), "seed": 0}
     from tdrl.study.runner import check_study_data
 
     check_study_data(opts, COMMON)  # before Ray starts: no trial fails on missing data
