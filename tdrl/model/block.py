@@ -9,14 +9,18 @@ without hooks or module state.
 Two switches change how the branch's temporal part (enhancement, temporal module, TD term) is
 computed, never what: ``kernels`` (``model.kernels``) picks PyTorch ops or tdrl's fused Triton
 kernels (:mod:`tdrl.model.kernels`), and ``recompute`` (``model.recompute``) keeps only what TSN's
-block keeps for the backward (the block input, the convolutions' outputs) and computes the temporal
-part again in the backward: a selective checkpoint of enhance -> TM -> TD -> conv1 that saves the
-convolution's output, so conv1 itself is not run twice.
+block keeps for the backward (the block input, the convolutions' outputs, plus PEM's few per-channel
+vectors) and computes the block-sized intermediates again in the backward. On the Triton path that
+is :class:`Recipes`: conv1 and the TD loss save the recipe of their input (one kernel call on the
+block input) instead of the tensor, so the backward runs that one kernel again. Elsewhere (PyTorch
+ops, or inside ``torch.compile``, whose partitioner honours it) it is a selective checkpoint of
+enhance -> TM -> TD -> conv1 that keeps the convolution's output, so conv1 never runs twice.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -38,6 +42,54 @@ def _keep_convolutions(ctx, op, *args, **kwargs) -> CheckpointPolicy:
 
 _RECOMPUTE_CONTEXT = functools.partial(create_selective_checkpoint_contexts, _keep_convolutions)
 _RECOMPUTE_CONTEXT.cache_hash = "tdrl.block.keep_convolutions.v1"  # lets AOTAutograd cache compiled graphs
+
+
+class _Recipe:
+    """How to make a tensor again: ``fn(*args)``, where an argument may itself be a recipe. Like a
+    saved tensor, it refuses to run on a tensor argument modified in place since the forward."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], args: tuple[Any, ...]) -> None:
+        self.fn, self.args = fn, args
+        self.versions = [a._version if isinstance(a, torch.Tensor) else None for a in args]
+
+    def make(self) -> torch.Tensor:
+        for a, v in zip(self.args, self.versions):
+            if v is not None and a._version != v:
+                raise RuntimeError("model.recompute: a tensor the backward recomputes from was modified in place "
+                                   "after the forward")
+        with torch.no_grad():
+            return self.fn(*(a.make() if isinstance(a, _Recipe) else a for a in self.args))
+
+
+class Recipes:
+    """Saved-tensor hooks that keep a noted intermediate as its recipe instead of its values.
+
+    ``note(fn, *args)`` runs ``fn`` and remembers that its output came from those arguments; when
+    autograd saves that very tensor for a backward (``pack``), it stores the recipe, whose arguments
+    are the block input, small vectors and parameters that stay alive anyway, and ``unpack`` makes
+    the tensor again. Only the outputs noted during one block's forward are matched (they are held
+    until the forward ends, so no other tensor can reuse their memory meanwhile).
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[torch.Tensor, _Recipe]] = {}
+
+    def note(self, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+        out = fn(*args)
+        self._made[id(out)] = (out, _Recipe(fn, tuple(self.pack(a) if isinstance(a, torch.Tensor) else a
+                                                      for a in args)))
+        return out
+
+    def pack(self, t: torch.Tensor) -> Any:
+        hit = self._made.get(id(t))
+        return hit[1] if hit is not None and hit[0] is t else t
+
+    @staticmethod
+    def unpack(saved: Any) -> torch.Tensor:
+        return saved.make() if isinstance(saved, _Recipe) else saved
+
+    def hooks(self) -> torch.autograd.graph.saved_tensors_hooks:
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
 
 
 def use_triton(kernels: str, x: torch.Tensor) -> bool:
@@ -90,12 +142,17 @@ class TemporalBlock(nn.Module):
             u = self.enhance(u)
         return u, td
 
-    def _temporal_triton(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _temporal_triton(self, x: torch.Tensor, recipes: Recipes | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`_temporal_eager` on the Triton kernels. With the enhancement before TM (the default)
         the excitation and the temporal conv are one pass over ``x``; the ablations that need the
-        intermediate tensor (TD before TM, enhancement after TM) take two."""
-        from tdrl.model.kernels.excite_tim import excite_tim
+        intermediate tensor (TD before TM, enhancement after TM) take two. With ``recipes``, every
+        block-sized intermediate is noted there (``model.recompute``)."""
+        from tdrl.model.kernels.excite_tim import excite_tim as kernel
         from tdrl.model.kernels.td import temporal_diversity as td_kernel
+
+        def excite_tim(*args: Any) -> torch.Tensor:
+            return recipes.note(kernel, *args) if recipes is not None else kernel(*args)
 
         frames = self.frames
         k, fold = None, -1
@@ -131,6 +188,15 @@ class TemporalBlock(nn.Module):
         u, td = (self._temporal_triton if use_triton(self.kernels, x) else self._temporal_eager)(x)
         return self.conv1(u), td
 
+    def _head_recomputed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_head` keeping TSN's activations for the backward (``model.recompute``)."""
+        if use_triton(self.kernels, x) and not torch.compiler.is_compiling():
+            recipes = Recipes()
+            with recipes.hooks():
+                u, td = self._temporal_triton(x, recipes)
+                return self.conv1(u), td
+        return checkpoint(self._head, x, use_reentrant=False, context_fn=_RECOMPUTE_CONTEXT)
+
     def _tail(self, out: torch.Tensor) -> torch.Tensor:
         """The block's own convolutions after conv1 (the rest of ResConv)."""
         out = self.relu(self.bn1(out))
@@ -143,7 +209,7 @@ class TemporalBlock(nn.Module):
         """``x``: frames folded ``(N*T, C, H, W)``; returns ``(out, td_term or None)``."""
         identity = x if self.downsample is None else self.downsample(x)
         if self.recompute and self.has_temporal_part and torch.is_grad_enabled():
-            out, td = checkpoint(self._head, x, use_reentrant=False, context_fn=_RECOMPUTE_CONTEXT)
+            out, td = self._head_recomputed(x)
         else:
             out, td = self._head(x)
         return self.relu(self._tail(out) + identity), td

@@ -68,18 +68,11 @@ class ProgressiveEnhancement(nn.Module):
         return excite(x, self.enhancement(x))
 
     def enhancement_triton(self, x: torch.Tensor) -> torch.Tensor:
-        """The enhancement vectors as ``(N*T, C)``, on the Triton kernels (``model.kernels``): pooling,
-        the two reductions as one matmul each over all frames (pre-ReLU), then the whole gate
-        recurrence in one launch (:mod:`tdrl.model.kernels.gate`), then W_a and the sigmoid."""
-        from tdrl.model.kernels.gate import pem_gate
-        from tdrl.model.kernels.pool import frame_mean
+        """The enhancement vectors as ``(N*T, C)``, on the Triton path (``model.kernels``): pooling, the
+        reductions, the whole gate recurrence and W_a as one operator (:mod:`tdrl.model.kernels.pem`)."""
+        from tdrl.model.kernels.pem import enhancement
 
-        pooled = frame_mean(x)  # (N*T, C)
-        f1, f2 = self.diff.f1[0], self.diff.f2[0]
-        q1 = nn.functional.linear(pooled, f1.weight, f1.bias)  # (N*T, C_r), before the ReLU
-        q2 = nn.functional.linear(pooled, f2.weight, f2.bias)
-        memories, _ = pem_gate(q1, q2, self.w_g.weight, self.w_g.bias, self.frames, self.mem_init)
-        return torch.sigmoid(self.w_a(memories))  # (N*T, C)
+        return enhancement(x, self)
 
     def extra_repr(self) -> str:
         return f"frames={self.frames}, mem_init={self.mem_init!r}"

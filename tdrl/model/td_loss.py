@@ -30,7 +30,7 @@ def temporal_diversity(z: torch.Tensor, frames: int, channels: int) -> torch.Ten
     difference of two numbers of order T^2 and T, which bf16 would round away.
     """
     nt, c, h, w = z.shape
-    dtype = torch.promote_types(z.dtype, torch.float32)
+    dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
     if channels <= 0:
         return z.new_zeros((), dtype=dtype)
     zc = z.view(nt // frames, frames, c, h * w)[:, :, :channels].to(dtype)  # (N, T, C_mu, HW)

@@ -38,7 +38,7 @@ def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``sum(a * b)`` per channel of ``(N, T', C, H, W)`` tensors: ``(C,)``, accumulated in float32, or in
     float64 for float64 tensors (a float32 sum was off by ~1e-7 relative from Conv1d's gradient there).
     float32, bf16 and fp16 tensors keep the float32 sum, bit for bit as before."""
-    return (a * b).sum(dim=(0, 1, 3, 4), dtype=torch.promote_types(a.dtype, torch.float32))
+    return (a * b).sum(dim=(0, 1, 3, 4), dtype=torch.float64 if a.dtype == torch.float64 else torch.float32)
 
 
 class _Conv3(torch.autograd.Function):

@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from tdrl.model.kernels.launch import acc_dtype, acc_type, check_tensors, launched, spatial_strides, tiles
+from tdrl.model.kernels.launch import acc_dtype, acc_type, check_tensors, launch, spatial_strides, tiles
 
 
 @triton.jit
@@ -186,10 +186,9 @@ def excite_tim(x: torch.Tensor, a: torch.Tensor | None, k: torch.Tensor | None, 
     grid, bc, bhw = _grid(x, frames)
     a_ = a.contiguous() if a is not None else x  # a dummy pointer when absent (never read)
     k_ = k.contiguous() if k is not None else x
-    launched()
-    _excite_tim_fwd[grid](x, a_, k_, z, frames, x.shape[1], x.shape[2], x.shape[3], max(shift_fold, 0),
-                          *spatial_strides(x), *spatial_strides(z),
-                          HAS_A=a is not None, K_MODE=mode, ACC=acc_type(x.dtype), BLOCK_C=bc, BLOCK_HW=bhw)
+    launch(_excite_tim_fwd, grid, x, a_, k_, z, frames, x.shape[1], x.shape[2], x.shape[3], max(shift_fold, 0),
+           *spatial_strides(x), *spatial_strides(z),
+           HAS_A=a is not None, K_MODE=mode, ACC=acc_type(x.dtype), BLOCK_C=bc, BLOCK_HW=bhw)
     return z
 
 
@@ -214,12 +213,9 @@ def excite_tim_backward(g: torch.Tensor, x: torch.Tensor, a: torch.Tensor | None
     gk_part = torch.empty((grid[0] * grid[2], c, 3), dtype=acc_t, device=x.device) if need_gk else None
     a_ = a.contiguous() if a is not None else x
     k_ = k.contiguous() if k is not None else x
-    launched()
-    _excite_tim_bwd[grid](g, x, a_, k_, gx, ga_part if a is not None else x, gk_part if need_gk else x,
-                          frames, c, h, w, max(shift_fold, 0),
-                          *spatial_strides(g), *spatial_strides(x), *spatial_strides(gx),
-                          HAS_A=a is not None, K_MODE=mode, NEED_GK=need_gk, ACC=acc_type(x.dtype),
-                          BLOCK_C=bc, BLOCK_HW=bhw)
+    launch(_excite_tim_bwd, grid, g, x, a_, k_, gx, ga_part if a is not None else x, gk_part if need_gk else x,
+           frames, c, h, w, max(shift_fold, 0), *spatial_strides(g), *spatial_strides(x), *spatial_strides(gx),
+           HAS_A=a is not None, K_MODE=mode, NEED_GK=need_gk, ACC=acc_type(x.dtype), BLOCK_C=bc, BLOCK_HW=bhw)
     # second stage of the reductions: a fixed-order sum over the programs' partials
     ga = ga_part.sum(0).to(a.dtype) if ga_part is not None else x.new_empty(0)
     gk = gk_part.sum(0).to(k.dtype) if gk_part is not None else x.new_empty(0)

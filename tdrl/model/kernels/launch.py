@@ -27,6 +27,7 @@ TILE_CAPS = {"interpreter": (64, 256)}
 _GPU_TILES = {"channels_last": (64, 32), "contiguous": (8, 256)}
 
 LAUNCHES = [0]  # Triton kernel launches so far in this process (benchmarks/op_count.py reports them)
+IN_LAUNCH = [False]  # true while a kernel runs (the interpreter's own tensor copies are not tdrl's ops)
 
 
 def interpreting() -> bool:
@@ -83,5 +84,11 @@ def spatial_strides(x: torch.Tensor) -> tuple[int, int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2), x.stride(3)
 
 
-def launched() -> None:
+def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
+    """``kernel[grid](*args, **meta)``, counted in :data:`LAUNCHES`."""
     LAUNCHES[0] += 1
+    IN_LAUNCH[0] = True
+    try:
+        kernel[grid](*args, **meta)
+    finally:
+        IN_LAUNCH[0] = False

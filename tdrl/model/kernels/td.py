@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from tdrl.model.kernels.launch import acc_dtype, acc_type, check_tensors, launched, spatial_strides, tiles
+from tdrl.model.kernels.launch import acc_dtype, acc_type, check_tensors, launch, spatial_strides, tiles
 
 EPS = 1e-8  # as tdrl.model.td_loss: the norm is clamped to eps
 
@@ -62,7 +62,7 @@ def _td_fwd(z_ptr, p_ptr, r_ptr, cc_ptr, T, K, H, W, s_f, s_c, s_h, s_w,
 
 
 @triton.jit
-def _td_bwd(z_ptr, r_ptr, cc_ptr, scale_ptr, gz_ptr, T, C, K, H, W, s_f, s_c, s_h, s_w, d_f, d_c, d_h, d_w,
+def _td_bwd(z_ptr, r_ptr, cc_ptr, g_ptr, denominator, gz_ptr, T, C, K, H, W, s_f, s_c, s_h, s_w, d_f, d_c, d_h, d_w,
             ACC: tl.constexpr, TP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     n = tl.program_id(0)
     t = tl.arange(0, TP)
@@ -81,7 +81,7 @@ def _td_bwd(z_ptr, r_ptr, cc_ptr, scale_ptr, gz_ptr, T, C, K, H, W, s_f, s_c, s_
     r = tl.load(r_ptr + rows, mask=m2, other=0.0)
     cc = tl.load(cc_ptr + rows, mask=m2, other=0.0)
     s = tl.sum(r[:, :, None] * z, axis=0)  # S = sum_j r_j z_j: (BLOCK_C, BLOCK_HW)
-    scale = tl.load(scale_ptr).to(ACC)
+    scale = tl.load(g_ptr).to(ACC) / denominator  # d loss / d P: the incoming gradient over N T (T-1)
     gz = scale * (2.0 * r[:, :, None] * s[None, :, :] + cc[:, :, None] * z)  # zero beyond K (z, r, cc are)
     doff = frame[:, None, None] * d_f + (c * d_c)[None, :, None] + (h * d_h + w * d_w)[None, None, :]
     tl.store(gz_ptr + doff, gz.to(gz_ptr.dtype.element_ty), mask=mask)
@@ -126,9 +126,8 @@ def td_loss(z: torch.Tensor, frames: int, channels: int) -> tuple[torch.Tensor, 
     r = torch.empty((nt, channels), dtype=acc_t, device=z.device)
     cc = torch.empty_like(r)
     bc, bhw = _td_tiles(z, channels, frames)
-    launched()
-    _td_fwd[(n, triton.cdiv(channels, bc))](z, pairs, r, cc, frames, channels, h, w, *spatial_strides(z), EPS_=EPS,
-                                            ACC=acc_type(z.dtype), TP=_frame_tile(frames), BLOCK_C=bc, BLOCK_HW=bhw)
+    launch(_td_fwd, (n, triton.cdiv(channels, bc)), z, pairs, r, cc, frames, channels, h, w, *spatial_strides(z),
+           EPS_=EPS, ACC=acc_type(z.dtype), TP=_frame_tile(frames), BLOCK_C=bc, BLOCK_HW=bhw)
     loss = pairs.sum() / (n * frames * (frames - 1))
     return loss, r, cc
 
@@ -149,11 +148,9 @@ def td_loss_backward(g: torch.Tensor, z: torch.Tensor, r: torch.Tensor, cc: torc
     n = nt // frames
     gz = torch.empty_like(z)
     bc, bhw = _td_tiles(z, c, frames)
-    scale = (g / (n * frames * (frames - 1))).reshape(1)
-    launched()
-    _td_bwd[(n, triton.cdiv(c, bc), triton.cdiv(h * w, bhw))](
-        z, r, cc, scale, gz, frames, c, channels, h, w, *spatial_strides(z), *spatial_strides(gz),
-        ACC=acc_type(z.dtype), TP=_frame_tile(frames), BLOCK_C=bc, BLOCK_HW=bhw)
+    launch(_td_bwd, (n, triton.cdiv(c, bc), triton.cdiv(h * w, bhw)), z, r, cc, g, n * frames * (frames - 1), gz,
+           frames, c, channels, h, w, *spatial_strides(z), *spatial_strides(gz),
+           ACC=acc_type(z.dtype), TP=_frame_tile(frames), BLOCK_C=bc, BLOCK_HW=bhw)
     return gz
 
 
@@ -167,10 +164,13 @@ def _setup(ctx, inputs, output) -> None:
     _, r, cc = output
     ctx.save_for_backward(z, r, cc)
     ctx.mark_non_differentiable(r, cc)
+    ctx.set_materialize_grads(False)  # no zero tensors for r's and cc's (absent) gradients
     ctx.frames, ctx.channels = frames, channels
 
 
 def _backward(ctx, g, gr, gcc):
+    if g is None:  # the loss got no gradient (grads are not materialised as zeros)
+        return None, None, None
     z, r, cc = ctx.saved_tensors
     return td_loss_backward(g, z, r, cc, ctx.frames, ctx.channels), None, None
 
