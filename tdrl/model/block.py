@@ -195,7 +195,9 @@ class TemporalBlock(nn.Module):
             with recipes.hooks():
                 u, td = self._temporal_triton(x, recipes)
                 return self.conv1(u), td
-        return checkpoint(self._head, x, use_reentrant=False, context_fn=_RECOMPUTE_CONTEXT)
+        # respect_saved_tensors_hooks=False: what the checkpoint keeps stays out of outer hooks (as today)
+        return checkpoint(self._head, x, use_reentrant=False, context_fn=_RECOMPUTE_CONTEXT,
+                          respect_saved_tensors_hooks=False)
 
     def _tail(self, out: torch.Tensor) -> torch.Tensor:
         """The block's own convolutions after conv1 (the rest of ResConv)."""

@@ -103,11 +103,12 @@ def measure_step(model: torch.nn.Module, clips: torch.Tensor, td_lambda: float =
             saved[s.data_ptr()] = s.nbytes()
         return t
 
+    labels = torch.zeros(len(clips), dtype=torch.long, device=clips.device)
     launches = _launches()
     fwd, bwd = _Count(), _Count()
     with fwd, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         scores, td = model(clips)
-        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(clips), dtype=torch.long)) + td_lambda * td
+        loss = torch.nn.functional.cross_entropy(scores, labels) + td_lambda * td
     live = sum(n for ptr, (ref, n) in fwd.outputs.items() if ptr not in keep and not ref.expired())
     with bwd:
         loss.backward()

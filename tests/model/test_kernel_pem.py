@@ -1,7 +1,8 @@
 """``tdrl::pem_enhance`` (PEM's enhancement with the gate recurrence over T in one launch), applied by
 the excitation kernel, against the frame-by-frame PEM of tdrl/model/reference.py: float64 to 1e-12
 for every memory initialisation and T in {2, 3, 8, 16} (output, the input's and every PEM
-parameter's gradient), gradcheck, bf16 against float64, repeatable gradients."""
+parameter's gradient), gradcheck, bf16 against float64, repeatable gradients; on the CPU (Triton's
+interpreter) and CUDA."""
 
 from __future__ import annotations
 
@@ -9,22 +10,21 @@ import copy
 
 import pytest
 import torch
-from kernel_helpers import layout, needs_interpreter, rel
+from kernel_helpers import DEVICES, layout, rel
 
 from tdrl.model.pem import ProgressiveEnhancement
 from tdrl.model.reference import loop_pem
 
-pytestmark = needs_interpreter
 pem_op = pytest.importorskip("tdrl.model.kernels.pem")
 excite_tim = pytest.importorskip("tdrl.model.kernels.excite_tim").excite_tim
 
 
-def randomised_pem(channels: int, frames: int, mem_init: str, dtype=torch.float64) -> ProgressiveEnhancement:
+def randomised_pem(channels: int, frames: int, mem_init: str, device: str) -> ProgressiveEnhancement:
     torch.manual_seed(frames)
-    pem = ProgressiveEnhancement(channels, frames, reduction=4, mem_init=mem_init).to(dtype)
+    pem = ProgressiveEnhancement(channels, frames, reduction=4, mem_init=mem_init).double()
     for p in pem.parameters():  # away from the init, so every term of the recurrence matters
         torch.nn.init.normal_(p, std=0.5)
-    return pem
+    return pem.to(device)
 
 
 def pem_triton(pem: ProgressiveEnhancement, x: torch.Tensor) -> torch.Tensor:
@@ -40,12 +40,13 @@ def output_and_grads(fn, pem, x, g):
     return out.detach(), [xs.grad] + [p.grad for p in pem.parameters()]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("frames,n", [(2, 2), (3, 2), (8, 1), (16, 1)])
 @pytest.mark.parametrize("mem_init", ["last", "first", "zeros"])
-def test_float64_matches_the_frame_loop(frames, n, mem_init):
-    pem = randomised_pem(12, frames, mem_init)  # C_r = 3: not a power of two
-    x = layout(torch.randn(n * frames, 12, 2, 3, dtype=torch.float64), frames % 2 == 0)
-    g = torch.randn(n * frames, 12, 2, 3, dtype=torch.float64)
+def test_float64_matches_the_frame_loop(device, frames, n, mem_init):
+    pem = randomised_pem(12, frames, mem_init, device)  # C_r = 3: not a power of two
+    x = layout(torch.randn(n * frames, 12, 2, 3, dtype=torch.float64), frames % 2 == 0).to(device)
+    g = torch.randn(n * frames, 12, 2, 3, dtype=torch.float64).to(device)
     out, got = output_and_grads(lambda v: pem_triton(pem, v), pem, x, g)
     ref, want = output_and_grads(lambda v: loop_pem(pem, v, frames, mem_init), pem, x, g)
     assert rel(out, ref) < 1e-12
@@ -53,9 +54,10 @@ def test_float64_matches_the_frame_loop(frames, n, mem_init):
         assert rel(mine, theirs) < 1e-12, i
 
 
-def test_gradcheck():
-    pem = randomised_pem(8, 3, "last")  # C_r = 2
-    x = torch.randn(6, 8, 2, 2, dtype=torch.float64)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck(device):
+    pem = randomised_pem(8, 3, "last", device)  # C_r = 2
+    x = torch.randn(6, 8, 2, 2, dtype=torch.float64, device=device)
     args = tuple(v.detach().clone().requires_grad_() for v in (x, *pem.parameters()))
 
     def enhance(x_, w1, b1, w2, b2, wg, bg, wa, ba):
@@ -67,30 +69,32 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(enhance, args, fast_mode=True)
 
 
-def test_bf16_within_1e2_of_float64():
-    pem = randomised_pem(16, 4, "last")
-    x = torch.randn(8, 16, 3, 3, dtype=torch.float64)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_within_1e2_of_float64(device):
+    pem = randomised_pem(16, 4, "last", device)
+    x = torch.randn(8, 16, 3, 3, dtype=torch.float64, device=device)
     g = torch.randn_like(x)
     ref, want = output_and_grads(lambda v: pem_triton(pem, v), pem, x, g)
     pem_f = copy.deepcopy(pem).float()
-    with torch.autocast("cpu", torch.bfloat16):  # the linears run in bf16, the gate's inputs are bf16
-        out, got = output_and_grads(lambda v: pem_triton(pem_f, v), pem_f, layout(x.bfloat16(), True),
-                                    g.bfloat16())
+    with torch.autocast(device, torch.bfloat16):  # bf16 activations, float32 parameters
+        out, got = output_and_grads(lambda v: pem_triton(pem_f, v), pem_f, layout(x.bfloat16(), True), g.bfloat16())
     assert out.dtype == torch.bfloat16
     assert rel(out, ref) < 1e-2
     assert all(rel(m, r) < 1e-2 for m, r in zip(got, want))
 
 
-def test_gradients_are_bitwise_repeatable():
-    pem = randomised_pem(12, 3, "last", torch.float32)
-    x, g = torch.randn(6, 12, 2, 2), torch.randn(6, 12, 2, 2)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradients_are_bitwise_repeatable(device):
+    pem = randomised_pem(12, 3, "last", device).float()
+    x, g = torch.randn(6, 12, 2, 2, device=device), torch.randn(6, 12, 2, 2, device=device)
     first = output_and_grads(lambda v: pem_triton(pem, v), pem, x, g)[1]
     second = output_and_grads(lambda v: pem_triton(pem, v), pem, x, g)[1]
     assert all(torch.equal(p, q) for p, q in zip(first, second))
 
 
-def test_bad_memory_init_is_named():
-    pem = ProgressiveEnhancement(8, 2, 4)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_memory_init_is_named(device):
+    pem = ProgressiveEnhancement(8, 2, 4).to(device)
     pem.mem_init = "middle"
     with pytest.raises(ValueError, match="memory initialisation 'middle'"):
-        pem.enhancement_triton(torch.randn(4, 8, 2, 2))
+        pem.enhancement_triton(torch.randn(4, 8, 2, 2, device=device))

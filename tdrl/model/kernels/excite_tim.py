@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from tdrl.model.kernels.launch import acc_dtype, acc_type, check_tensors, launch, spatial_strides, tiles
+from tdrl.model.kernels.launch import acc_dtype, acc_type, cast, check_tensors, launch, spatial_strides, tiles
 
 
 @triton.jit
@@ -217,8 +217,8 @@ def excite_tim_backward(g: torch.Tensor, x: torch.Tensor, a: torch.Tensor | None
            frames, c, h, w, max(shift_fold, 0), *spatial_strides(g), *spatial_strides(x), *spatial_strides(gx),
            HAS_A=a is not None, K_MODE=mode, NEED_GK=need_gk, ACC=acc_type(x.dtype), BLOCK_C=bc, BLOCK_HW=bhw)
     # second stage of the reductions: a fixed-order sum over the programs' partials
-    ga = ga_part.sum(0).to(a.dtype) if ga_part is not None else x.new_empty(0)
-    gk = gk_part.sum(0).to(k.dtype) if gk_part is not None else x.new_empty(0)
+    ga = cast(ga_part.sum(0), a.dtype) if ga_part is not None else x.new_empty(0)
+    gk = cast(gk_part.sum(0), k.dtype) if gk_part is not None else x.new_empty(0)
     return gx, ga, gk
 
 

@@ -11,7 +11,8 @@ per-program partial sums depend on the chosen configuration): on the GPU, tiles 
 whose long side runs along the tensor's contiguous dimension (channels for channels_last, space for
 NCHW); in the interpreter, the largest tiles the caps allow, because it pays per program, not per
 element. ``TILE_CAPS`` is module state so tests can shrink the tiles and exercise every masked
-edge and the two-stage reductions on tiny tensors.
+edge and the two-stage reductions on tiny tensors. The GPU tiles are educated guesses, not tuned:
+no GPU was at hand when they were written (benchmarks/kernels.py measures what they achieve).
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
-# (channels, spatial positions) per tile: the caps for the interpreter, and the GPU tiles by layout.
-TILE_CAPS = {"interpreter": (64, 256)}
-_GPU_TILES = {"channels_last": (64, 32), "contiguous": (8, 256)}
+# (channels, spatial positions) per tile: the interpreter's caps, and the GPU's tiles by memory layout.
+TILE_CAPS = {"interpreter": (64, 256), "channels_last": (64, 32), "contiguous": (8, 256)}
 
 LAUNCHES = [0]  # Triton kernel launches so far in this process (benchmarks/op_count.py reports them)
 IN_LAUNCH = [False]  # true while a kernel runs (the interpreter's own tensor copies are not tdrl's ops)
@@ -64,6 +64,12 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype``, without dispatching anything when it already is (inside tdrl's operators
+    every dispatch is host time on each step)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(1, n))
 
@@ -71,9 +77,9 @@ def _pow2(n: int) -> int:
 def tiles(x: torch.Tensor, channels: int) -> tuple[int, int]:
     """``(BLOCK_C, BLOCK_HW)`` for a ``(N*T, C, H, W)`` tensor whose first ``channels`` channels a kernel reads."""
     hw = x.shape[2] * x.shape[3]
-    if x.device.type == "cuda":
+    if x.device.type == "cuda" and not interpreting():
         cl = x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1
-        bc, bhw = _GPU_TILES["channels_last" if cl else "contiguous"]
+        bc, bhw = TILE_CAPS["channels_last" if cl else "contiguous"]
     else:
         bc, bhw = TILE_CAPS["interpreter"]
     return min(bc, _pow2(channels)), min(bhw, _pow2(hw))

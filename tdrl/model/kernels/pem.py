@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from tdrl.model.kernels.gate import MEMORY_INITS, gate_backward, gate_forward
-from tdrl.model.kernels.launch import acc_dtype, check_tensors
+from tdrl.model.kernels.launch import acc_dtype, cast, check_tensors
 
 Tensor = torch.Tensor
 
@@ -46,10 +46,10 @@ def pem_enhance(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, wg: T
     acc = acc_dtype(x.dtype)
     with torch.autocast(x.device.type, enabled=False):
         pooled = x.mean(dim=(2, 3), dtype=acc)  # (N*T, C): x_t of eq. 4
-        q = torch.addmm(torch.cat([b1, b2]).to(acc), pooled, torch.cat([w1, w2]).to(acc).t())  # [f1 | f2] pre-ReLU
-        state = gate_forward(q, wg.to(acc).contiguous(), bg.to(acc).contiguous(), frames, init)
+        q = torch.addmm(cast(torch.cat([b1, b2]), acc), pooled, cast(torch.cat([w1, w2]), acc).t())  # f1 | f2, pre-ReLU
+        state = gate_forward(q, cast(wg, acc).contiguous(), cast(bg, acc).contiguous(), frames, init)
         cr = w1.shape[0]
-        a = torch.sigmoid(torch.addmm(ba.to(acc), state[:, 3 * cr:], wa.to(acc).t()))  # eq. 6
+        a = torch.sigmoid(torch.addmm(cast(ba, acc), state[:, 3 * cr:], cast(wa, acc).t()))  # eq. 6
     return a, pooled, q, state
 
 
@@ -73,17 +73,18 @@ def pem_enhance_backward(ga: Tensor, a: Tensor, pooled: Tensor, q: Tensor, state
     cr = w1.shape[0]
     acc = a.dtype
     with torch.autocast(a.device.type, enabled=False):
-        gl = ga.to(acc) * a * (1 - a)  # through the sigmoid: (N*T, C)
-        gm = gl @ wa.to(acc)  # (N*T, C_r)
-        gq, gs = gate_backward(gm, q, wg.to(acc).contiguous(), state, frames, init)
-        gpooled = gq @ torch.cat([w1, w2]).to(acc)  # (N*T, C)
-        gx = (gpooled / (h * w)).to(x_dtype).view(nt, c, 1, 1).expand(nt, c, h, w)
+        gl = torch.ops.aten.sigmoid_backward(cast(ga, acc), a)  # through the sigmoid: (N*T, C)
+        gm = gl @ cast(wa, acc)  # (N*T, C_r)
+        gq, gs = gate_backward(gm, q, cast(wg, acc).contiguous(), state, frames, init)
+        # the pooled frames' gradient (N*T, C), with the mean's 1 / (H W) as the product's alpha
+        gpooled = torch.addmm(a, gq, cast(torch.cat([w1, w2]), acc), beta=0, alpha=1 / (h * w))
+        gx = cast(gpooled, x_dtype).view(nt, c, 1, 1).expand(nt, c, h, w)
         grads = [gx,
                  gq[:, :cr].t() @ pooled, gq[:, :cr].sum(0), gq[:, cr:].t() @ pooled, gq[:, cr:].sum(0),
                  gs.t() @ state[:, cr:3 * cr], gs.sum(0),  # [m_{t-1} | d_t] meet W_g's two halves
                  gl.t() @ state[:, 3 * cr:], gl.sum(0)]
     params = (w1, w1, w2, w2, wg, wg, wa, wa)  # each gradient in its parameter's dtype
-    return grads[:1] + [g.to(p.dtype) for g, p in zip(grads[1:], params)]
+    return grads[:1] + [cast(g, p.dtype) for g, p in zip(grads[1:], params)]
 
 
 @pem_enhance_backward.register_fake

@@ -4,9 +4,9 @@ For each clip n and regularised channel c, with z_t the frame-t map (length H*W)
 ``P = sum_{i != j} cos(z_i, z_j) = sum_{i != j} r_i r_j G_ij`` where ``G = Z Z^T`` is the T x T Gram
 matrix of the maps and ``r_i = 1 / max(||z_i||, eps)`` (``||z_i||^2 = G_ii``, so all-zero maps give 0).
 The forward kernel (one program per clip and channel tile) accumulates G over spatial tiles, so Z
-is read once, in its own dtype and layout (no float32 copy of the block), and writes P per
-(clip, channel) plus two per-frame coefficients for the backward; the loss
-``sum_{n,c} P / (N T (T-1))`` is a fixed-order sum of those partials.
+is read once, in its own dtype and layout (no float32 copy of the block), and writes P / (N T (T-1))
+per (clip, channel) plus two per-frame coefficients for the backward; the loss is a fixed-order sum
+of those partials.
 
 Backward, with ``S = sum_j r_j z_j``: ``dP/dz_i = 2 r_i S + c_i z_i`` where
 ``c_i = -2 r_i^2 - 2 A_i / ||z_i||^3`` (``A_i = sum_{j != i} r_j G_ij``; the second term vanishes where the
@@ -20,13 +20,14 @@ import torch
 import triton
 import triton.language as tl
 
-from tdrl.model.kernels.launch import acc_dtype, acc_type, check_tensors, launch, spatial_strides, tiles
+from tdrl.model.kernels.launch import (acc_dtype, acc_type, check_tensors, interpreting, launch, spatial_strides,
+                                      tiles)
 
 EPS = 1e-8  # as tdrl.model.td_loss: the norm is clamped to eps
 
 
 @triton.jit
-def _td_fwd(z_ptr, p_ptr, r_ptr, cc_ptr, T, K, H, W, s_f, s_c, s_h, s_w,
+def _td_fwd(z_ptr, p_ptr, r_ptr, cc_ptr, T, K, H, W, s_f, s_c, s_h, s_w, denominator,
             EPS_: tl.constexpr, ACC: tl.constexpr, TP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     n = tl.program_id(0)
     t = tl.arange(0, TP)
@@ -54,7 +55,7 @@ def _td_fwd(z_ptr, p_ptr, r_ptr, cc_ptr, T, K, H, W, s_f, s_c, s_h, s_w,
     pair = tl.sum(a * r, axis=0)  # sum_{i != j} r_i r_j G_ij: (BLOCK_C,)
     safe = tl.maximum(norm, eps)
     cc = -2.0 * r * r - tl.where(norm > eps, 2.0 * a / (safe * safe * safe), 0.0)
-    tl.store(p_ptr + n * K + c, pair, mask=cmask)
+    tl.store(p_ptr + n * K + c, pair / denominator, mask=cmask)  # this pair sum's share of the mean
     rows = (n * T + t)[:, None] * K + c[None, :]
     m2 = tmask[:, None] & cmask[None, :]
     tl.store(r_ptr + rows, r, mask=m2)
@@ -103,7 +104,7 @@ def _td_tiles(z: torch.Tensor, channels: int, frames: int) -> tuple[int, int]:
     """Tiles for the (T, C, HW) blocks the TD kernels hold: the pairwise products make the forward's
     register footprint T^2 * BLOCK_C * BLOCK_HW, so the 2-D tile shrinks with T."""
     bc, bhw = tiles(z, channels)
-    if z.device.type == "cuda":
+    if z.device.type == "cuda" and not interpreting():
         budget = max(1, 4096 // (_frame_tile(frames) ** 2))  # channels x positions per tile
         while bc * bhw > budget and (bc > 1 or bhw > 1):
             if bhw >= bc and bhw > 1:
@@ -127,9 +128,8 @@ def td_loss(z: torch.Tensor, frames: int, channels: int) -> tuple[torch.Tensor, 
     cc = torch.empty_like(r)
     bc, bhw = _td_tiles(z, channels, frames)
     launch(_td_fwd, (n, triton.cdiv(channels, bc)), z, pairs, r, cc, frames, channels, h, w, *spatial_strides(z),
-           EPS_=EPS, ACC=acc_type(z.dtype), TP=_frame_tile(frames), BLOCK_C=bc, BLOCK_HW=bhw)
-    loss = pairs.sum() / (n * frames * (frames - 1))
-    return loss, r, cc
+           n * frames * (frames - 1), EPS_=EPS, ACC=acc_type(z.dtype), TP=_frame_tile(frames), BLOCK_C=bc, BLOCK_HW=bhw)
+    return pairs.sum(), r, cc
 
 
 @td_loss.register_fake
