@@ -24,11 +24,13 @@ from typing import Any, Iterable
 import pandas as pd
 
 from tdrl.study.definitions import Study
+from tdrl.study.search_report import log_search_report, ranked_trials, search_backbone
+from tdrl.study.search_space import optuna_distributions
 
 # Tag names live with the rest of tdrl's MLflow code; re-exported here for the study modules.
 from tdrl.train.tracking import (CONFIG_HASH_TAG, PARENT_TAG, PRESET_TAG, ROLE_TAG, ROW_LABEL_TAG,  # noqa: E402,F401
                                  ROW_TAG, SEED_TAG, SHARED_FROM_TAG, SHARED_STUDY_TAG, STUDY_RUN_TAG, STUDY_TAG,
-                                 TABLE_TAG, TRIAL_TAG)
+                                 TABLE_TAG, TRIAL_TAG, child_runs, get_run, log_artifacts)
 
 METRICS = {"top1": "val_top1", "top5": "val_top5", "train_top1": "train_top1"}
 
@@ -403,13 +405,38 @@ def report_from_runs(studies: Iterable[Study], runs_dir: Path, out_dir: str | Pa
     return 0
 
 
+def report_search_tables(uri: str, experiment: str, study_run: str | None, out_dir: Path, log: bool = True) -> int:
+    """``tdrl tables search``: the newest (or named) search's trials best first (``search_trials.md``/
+    ``.csv``), its parameter importances and figures (:mod:`tdrl.study.search_report`), written to
+    ``out_dir/<search run>``, printed, and logged on its parent run. 1 when there is no search run."""
+    parent = find_parent_run(uri, experiment, study_run)
+    if parent is None:
+        print(f"no search run{f' named {study_run}' if study_run else ''} in {experiment} at {uri}")
+        return 1
+    name = get_run(uri, parent).data.tags.get(STUDY_RUN_TAG, parent)
+    out = out_dir / name
+    out.mkdir(parents=True, exist_ok=True)
+    runs = child_runs(uri, experiment, parent)
+    trials = ranked_trials(runs, list(optuna_distributions(search_backbone(runs))))
+    trials.to_csv(out / "search_trials.csv", index=False)
+    md = out / "search_trials.md"
+    md.write_text(f"**The search's trials, best first** — {name}\n\n" + frame_markdown(trials) + "\n")
+    print(md.read_text())
+    log_search_report(uri, experiment, parent, out, caption=name, log=log)
+    if log:
+        log_artifacts(uri, parent, [out / "search_trials.csv", md], artifact_path="search")
+    print(f"search report written to {out.resolve()}")
+    return 0
+
+
 # --- `tdrl tables` ---------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
     from tdrl.study.definitions import STUDIES
 
     parser.add_argument("studies", nargs="*", metavar="STUDY",
-                        help=f"studies to tabulate: {', '.join(STUDIES)} or script names (default: all with runs)")
+                        help=f"studies to tabulate: {', '.join(STUDIES)} or script names (default: all with runs); "
+                             f"'search' reports the newest Optuna search (trials, importances, figures)")
     parser.add_argument("--mlflow-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
     parser.add_argument("--out", default="runs/tables", help="folder for the .md/.csv/.png files")
@@ -434,6 +461,12 @@ def run(args) -> int:
     from tdrl.train.tracking import tracking_uri
 
     uri = tracking_uri(args.mlflow_uri)
+    if "search" in args.studies:  # the Optuna search is no grid: its own report
+        code = report_search_tables(uri, f"{args.experiment_prefix}-search", args.name, Path(args.out),
+                                    log=not args.no_log)
+        args.studies = [s for s in args.studies if s != "search"]
+        if not args.studies:
+            return code
     try:
         studies = [get_study(s) for s in args.studies] if args.studies else list(STUDIES.values())
     except KeyError as exc:
