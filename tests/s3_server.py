@@ -43,6 +43,17 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process dies (killed by a timeout, say), so no
+    server outlives its tests. Linux only; elsewhere the ``finally`` below is the only stop."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str  # host:port
@@ -88,7 +99,8 @@ def seaweed_s3(workdir: Path, bucket: str = "tdrl", timeout_s: float = 120.0) ->
     log = workdir / "weed.log"
     with open(log, "wb") as out:
         # Its own process group, so stopping it stops every child it may start, and nothing else.
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     server = S3Server(f"127.0.0.1:{s3}", bucket, log)
     try:
         fs = s3_filesystem(server)

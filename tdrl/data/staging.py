@@ -316,9 +316,11 @@ def _keepers(local: Path, entries: Sequence[Entry], record: dict[str, Entry], th
         return {e.path for e, ok in zip(entries, pool.map(lambda e: _verified(local, e, record), entries)) if ok}
 
 
-def _copy_files(fs, remote: str, uri: str, local: Path, todo: Sequence[Entry], threads: int,
-                progress: Progress | None, meter: _Meter, count: bool = True) -> None:
-    def task(e: Entry) -> Callable[[threading.Event], None]:
+def _fetch_all(items: Sequence[Entry | Shard], fetch: Callable[[Any, Callable[[int], None], threading.Event], None],
+               threads: int, progress: Progress | None, meter: _Meter, count: bool = True) -> None:
+    """``fetch(item, on_bytes, stop)`` for every file or shard, ``threads`` at a time, feeding the meter
+    and ``progress`` with the bytes each has fetched so far."""
+    def task(item: Entry | Shard) -> Callable[[threading.Event], None]:
         def run(stop: threading.Event) -> None:
             last = [0]
 
@@ -326,14 +328,14 @@ def _copy_files(fs, remote: str, uri: str, local: Path, todo: Sequence[Entry], t
                 meter.add(done - last[0])
                 last[0] = done
                 if progress is not None:
-                    progress(e.path, done)
+                    progress(item.path, done)
 
-            _copy_one(fs, remote, uri, e, local, on_bytes, stop)
+            fetch(item, on_bytes, stop)
             if count:
                 meter.item_done()
         return run
 
-    _run_all([task(e) for e in todo], threads)
+    _run_all([task(i) for i in items], threads)
 
 
 def _stage_files(fs, remote: str, uri: str, local: Path, entries: list[Entry], record_text: bytes,
@@ -359,7 +361,8 @@ def _stage_files(fs, remote: str, uri: str, local: Path, entries: list[Entry], r
     todo = [e for e in entries if e.path not in keep]
     meter = _Meter(uri, sum(e.size for e in todo), len(todo), "files", show if todo else "off")
     try:
-        _copy_files(fs, remote, uri, local, todo, threads, progress, meter)
+        _fetch_all(todo, lambda e, on_bytes, stop: _copy_one(fs, remote, uri, e, local, on_bytes, stop), threads,
+                   progress, meter)
     finally:
         meter.close()
     return len(todo), sum(e.size for e in todo)
@@ -434,23 +437,11 @@ def _stage_shards(fs, remote: str, uri: str, local: Path, shard_set: ShardSet, r
     total = sum(s.size for s in todo_shards) + sum(e.size for e in todo_files)
     meter = _Meter(uri, total, len(todo_shards), "shards", show if total else "off")
 
-    def task(s: Shard) -> Callable[[threading.Event], None]:
-        def run(stop: threading.Event) -> None:
-            last = [0]
-
-            def on_bytes(n: int) -> None:
-                meter.add(n - last[0])
-                last[0] = n
-                if progress is not None:
-                    progress(s.path, n)
-
-            _fetch_shard(fs, remote, uri, s, local, on_bytes, stop)
-            meter.item_done()
-        return run
-
     try:
-        _run_all([task(s) for s in todo_shards], threads)
-        _copy_files(fs, remote, uri, local, todo_files, threads, progress, meter, count=False)
+        _fetch_all(todo_shards, lambda sh, on_bytes, stop: _fetch_shard(fs, remote, uri, sh, local, on_bytes, stop),
+                   threads, progress, meter)
+        _fetch_all(todo_files, lambda e, on_bytes, stop: _copy_one(fs, remote, uri, e, local, on_bytes, stop),
+                   threads, progress, meter, count=False)
     finally:
         meter.close()
     return sum(s.files for s in todo_shards) + len(todo_files), total, len(todo_shards)

@@ -231,3 +231,16 @@ def test_stage_command(packed, tmp_path, capsys):
     assert main(args) == 0 and "nothing to copy" in capsys.readouterr().out
     assert main(["data", "stage", str(bucket)]) == 2
     assert "not a URI" in capsys.readouterr().err
+
+
+def test_progress_shows_mb_per_s_as_a_bar_or_as_log_lines(packed, tmp_path, monkeypatch, capfd):
+    _, bucket, shard_set = packed
+    uri = f"file://{bucket}"
+    stage(uri, tmp_path / "bar", show="bar", threads=1)
+    err = capfd.readouterr().err
+    assert uri in err and "B/s" in err and f"{len(shard_set.shards)}/{len(shard_set.shards)} shards" in err
+    monkeypatch.setattr(staging, "LINE_EVERY_S", 0.0)  # a line per read instead of one per 30 s
+    stage(uri, tmp_path / "lines", show="lines", threads=1)
+    lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("[tdrl] staging")]
+    assert lines and all(" MB/s, " in line and f"of {len(shard_set.shards)} shards, ETA" in line for line in lines)
+    assert lines[-1].startswith(f"[tdrl] staging {uri}: ") and "(100%)" in lines[-1]
