@@ -148,8 +148,16 @@ def _anchor_every(sizes: list[int], shard_size: int) -> int:
     return k
 
 
+def tar_bytes(size: int) -> int:
+    """Bytes a file of ``size`` takes in a tar: a 512-byte header and its data padded to 512 (a long
+    path adds a PAX header; ignored). For frames of ~1-5 KB this is 10-70% more than the data."""
+    return 512 + -(-size // 512) * 512
+
+
 def plan_shards(files: list[tuple[str, int]], shard_size: int) -> list[list[str]]:
-    """Group ``(path, size)`` (sorted by path) into shards of about ``shard_size`` bytes (module docstring)."""
+    """Group ``(path, size)`` (sorted by path) into shards of about ``shard_size`` bytes of tar
+    (module docstring)."""
+    files = [(p, tar_bytes(n)) for p, n in files]
     k = _anchor_every([s for _, s in files], shard_size)
     plan: list[list[str]] = []
     current: list[str] = []

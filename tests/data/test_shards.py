@@ -14,7 +14,7 @@ import pytest
 from tdrl.config.base import ConfigError
 from tdrl.data.manifest import MANIFEST, write_manifest
 from tdrl.data.shards import (HEADER, SHARDS, Shard, ShardError, ShardSet, format_shards, pack_folder, parse_shards,
-                              parse_size, plan_shards, unpack_shard)
+                              parse_size, plan_shards, tar_bytes, unpack_shard)
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -46,7 +46,7 @@ def test_plan_keeps_order_sizes_and_boundaries():
     target = 1 << 20
     plan = plan_shards(files, target)
     assert [p for shard in plan for p in shard] == [p for p, _ in files]  # every file once, in order
-    size = dict(files)
+    size = {p: tar_bytes(n) for p, n in files}  # what a file takes in the tar, header and padding
     totals = [sum(size[p] for p in shard) for shard in plan]
     assert len(plan) >= 4
     assert all(target <= t <= 2 * target for t in totals[:-1]), totals  # full shards, never past 2x
@@ -69,6 +69,7 @@ def test_pack_is_deterministic_and_complete(tmp_path):
     (src / "frames" / "0001.part-77").mkdir()  # an interrupted prepare's folder is left out
     (src / "frames" / "0001.part-77" / "x.jpg").write_bytes(b"x")
     first = pack_folder(src, tmp_path / "a", shard_size=50_000)
+    assert tar_bytes(0) == 512 and tar_bytes(1) == tar_bytes(512) == 1024 and tar_bytes(513) == 1536
     second = pack_folder(src, tmp_path / "b", shard_size=50_000)
     assert first == second and len(first.shards) >= 3
     assert [e.path for e in first.loose] == ["labels.txt", "train.txt"]
