@@ -67,8 +67,10 @@ class Recipes:
     ``note(fn, *args)`` runs ``fn`` and remembers that its output came from those arguments; when
     autograd saves that very tensor for a backward (``pack``), it stores the recipe, whose arguments
     are the block input, small vectors and parameters that stay alive anyway, and ``unpack`` makes
-    the tensor again. Only the outputs noted during one block's forward are matched (they are held
-    until the forward ends, so no other tensor can reuse their memory meanwhile).
+    the tensor again. Only the outputs noted during one block's forward are matched: they are held
+    until that forward ends (so no other tensor can take their ``id`` meanwhile), then ``forget``
+    drops them. Autograd keeps the pack hook, and so this object, as long as the graph lives: without
+    ``forget`` every noted output would stay alive and nothing would be saved.
     """
 
     def __init__(self) -> None:
@@ -83,6 +85,10 @@ class Recipes:
     def pack(self, t: torch.Tensor) -> Any:
         hit = self._made.get(id(t))
         return hit[1] if hit is not None and hit[0] is t else t
+
+    def forget(self) -> None:
+        """Drop the noted outputs (the block's forward is over: nothing more is packed)."""
+        self._made.clear()
 
     @staticmethod
     def unpack(saved: Any) -> torch.Tensor:
@@ -192,9 +198,12 @@ class TemporalBlock(nn.Module):
         """:meth:`_head` keeping TSN's activations for the backward (``model.recompute``)."""
         if use_triton(self.kernels, x) and not torch.compiler.is_compiling():
             recipes = Recipes()
-            with recipes.hooks():
-                u, td = self._temporal_triton(x, recipes)
-                return self.conv1(u), td
+            try:
+                with recipes.hooks():
+                    u, td = self._temporal_triton(x, recipes)
+                    return self.conv1(u), td
+            finally:
+                recipes.forget()
         # respect_saved_tensors_hooks=False: what the checkpoint keeps stays out of outer hooks (as today)
         return checkpoint(self._head, x, use_reentrant=False, context_fn=_RECOMPUTE_CONTEXT,
                           respect_saved_tensors_hooks=False)

@@ -11,13 +11,16 @@
   parameters, buffers or the input;
 - ``live_bytes``: distinct storages the forward created that are still alive when it returns (all
   the backward will use, however it is held: checkpoints and recomputation recipes escape the hooks
-  above), without parameters, buffers and the input.
+  above, and so does whatever is saved inside the recipes' own hooks), without parameters, buffers
+  and the input. This is the figure to read for memory; ``saved_bytes`` shows what autograd saves
+  outside tdrl's recomputation.
 
 Used by ``benchmarks/op_count.py`` and by the tests that keep recomputation honest.
 """
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import torch
@@ -109,6 +112,9 @@ def measure_step(model: torch.nn.Module, clips: torch.Tensor, td_lambda: float =
     with fwd, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         scores, td = model(clips)
         loss = torch.nn.functional.cross_entropy(scores, labels) + td_lambda * td
+    # Garbage in reference cycles is not what the backward holds: Triton's interpreter leaves each launch's
+    # argument storages in a cycle (a recursive closure) until the cyclic collector runs.
+    gc.collect()
     live = sum(n for ptr, (ref, n) in fwd.outputs.items() if ptr not in keep and not ref.expired())
     with bwd:
         loss.backward()

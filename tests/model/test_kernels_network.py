@@ -133,6 +133,38 @@ def test_recompute_on_the_triton_path_is_bitwise_the_same(case, device):
     assert_equal(_block_step(block, x), plain)
 
 
+class _OneBlock(torch.nn.Module):
+    """A block as a network for :func:`measure_step`: clips (N, T, C, H, W) -> scores (N, C), TD term."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, clips: torch.Tensor):
+        n, t = clips.shape[:2]
+        out, td = self.block(clips.flatten(0, 1))
+        return out.mean((2, 3)).view(n, t, -1).mean(1), td
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_recompute_on_the_triton_path_keeps_no_block_sized_intermediate(device):
+    """What one block's training forward leaves alive: with recompute, the Triton path keeps what the
+    eager recomputation keeps plus PEM's per-channel vectors; without, one more block-sized tensor."""
+    from tdrl.model.step_stats import measure_step
+
+    def live(kernels: str, recompute: bool) -> int:
+        torch.manual_seed(0)
+        model = TDRLNet(ModelConfig(**TINY, kernels=kernels, recompute=recompute, td_blocks=("layer2.0",)))
+        block = model.layer2[0].to(device)
+        x = torch.randn(1, 3, block.conv1.in_channels, 16, 16, device=device)  # (N, T, C, H, W)
+        return measure_step(_OneBlock(block), x).live_bytes
+
+    block_input = 3 * 8 * 16 * 16 * 4  # bytes of the block input (N*T, C, H, W), float32
+    eager = live("eager", True)
+    assert live("triton", True) < eager + block_input // 8
+    assert live("triton", False) >= eager + block_input
+
+
 @pytest.mark.slow
 @needs_interpreter
 def test_recompute_on_the_triton_path_is_bitwise_the_same_network():
