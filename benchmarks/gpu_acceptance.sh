@@ -31,6 +31,8 @@ if [ $SMOKE = 1 ]; then
   E2E="--device cpu --batch 1 --size 32 --frames 2 --videos 8 --video-size 48 --video-frames 8 --epochs 2
        --steps-per-epoch 1 --workers 1 --backbone resnet18"
   KERNELS="--device cpu --smoke"
+  # the same test files on the CPU (interpreter): only the bitwise-repeatability tests, a few seconds each
+  TESTS_SELECT=(-m "not slow and not gpu" -k bitwise_repeatable)
   PROFILE="--device cpu --batch 1 --frames 2 --size 32 --warmup 1 --steps 1 --rows 10"
   COMPILE_BACKEND="--compile-backend aot_eager"
   WORK="$OUT/e2e-work"
@@ -40,6 +42,7 @@ else
   TP=""
   E2E="--workers 12"
   KERNELS=""
+  TESTS_SELECT=(-m gpu)
   PROFILE="--rows 40"
   COMPILE_BACKEND=""
   WORK=/tmp/e2e
@@ -71,7 +74,8 @@ json.dump(info, open(sys.argv[1], 'w'), indent=2); print(info)" "$OUT/machine.js
 ( python benchmarks/end_to_end.py --work "$WORK" $E2E --videos $([ $SMOKE = 1 ] && echo 8 || echo 512) \
     --prepare-only > "$OUT/e2e_prepare.log" 2>&1 ) &
 PREP=$!
-step gpu_tests 240 python -m pytest -m gpu tests/model/test_cuda.py tests/model/test_kernels_cuda.py \
+step gpu_tests 240 python -m pytest "${TESTS_SELECT[@]}" tests/model/test_cuda.py tests/model/test_kernel_excite_tim.py \
+  tests/model/test_kernel_pem.py tests/model/test_kernel_td.py tests/model/test_kernels_network.py \
   tests/data/test_gpu_decode.py -q -p no:cacheprovider --junitxml "$OUT/gpu_tests.xml"
 python - "$OUT/gpu_tests.xml" "$OUT/gpu_tests.json" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys, xml.etree.ElementTree as ET
