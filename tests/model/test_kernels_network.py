@@ -204,6 +204,17 @@ def test_compile_traces_the_triton_network_in_one_graph(device):
     assert explained.graph_break_count == 0 and explained.graph_count == 1
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kernels", [pytest.param("triton", marks=needs_interpreter), "eager"])
+def test_recompute_under_compile_is_bitwise_the_same(kernels):
+    """Inside torch.compile recomputation is the selective checkpoint (aot_eager: AOTAutograd's partition
+    without Inductor's rounding): the loss and every gradient equal the uncompiled network's, bitwise."""
+    cfg = ModelConfig(**TINY, kernels=kernels, recompute=True)
+    compiled = randomised(cfg)
+    assert_equal(step(torch.compile(compiled, backend="aot_eager"), compiled, clips=2),
+                 step(m := randomised(cfg), m, clips=2))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_recompute_peak_memory_and_inductor_step(no_tf32):
