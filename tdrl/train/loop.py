@@ -46,7 +46,7 @@ from tdrl.train.runtime import Runtime, resolve_runtime
 from tdrl.train.schedule import lr_factor
 
 METRICS = ("epoch", "train_loss", "train_ce", "train_td", "train_top1", "val_loss", "val_top1", "val_top5",
-           "lr", "clips_per_s", "skipped", "epoch_time_s", "workers")
+           "lr", "clips_per_s", "skipped", "epoch_time_s", "workers", "step_clips_min", "step_clips_max")
 
 
 # --- the worker's place and its sums ------------------------------------------------------------------
@@ -87,30 +87,39 @@ class Job:
 
 @dataclass
 class MetricMeter:
-    """Named sums of one epoch on one rank (losses weighted by clips, hits, counts, seconds), added
-    over all ranks by :meth:`all_reduce` in one call."""
+    """Named sums of one epoch on one rank (losses weighted by clips, hits, counts, seconds) and the
+    clips this rank trained in each optimiser step, added over all ranks by :meth:`all_reduce` in one
+    call (after which ``step_clips[s]`` is step ``s``'s global batch)."""
 
     sums: dict[str, float] = field(default_factory=dict)
+    step_clips: list[float] = field(default_factory=list)
 
     def add(self, **values: float) -> None:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v)
 
+    def add_step(self, step: int, clips: int) -> None:
+        """``clips`` more trained in the epoch's optimiser step ``step`` (0-based)."""
+        if step >= len(self.step_clips):
+            self.step_clips += [0.0] * (step + 1 - len(self.step_clips))
+        self.step_clips[step] += clips
+
     def __getitem__(self, name: str) -> float:
         return self.sums.get(name, 0.0)
 
     def merged(self, other: "MetricMeter") -> "MetricMeter":
-        return MetricMeter({**self.sums, **other.sums})
+        return MetricMeter({**self.sums, **other.sums}, self.step_clips or other.step_clips)
 
     def all_reduce(self, device: torch.device) -> "MetricMeter":
         """The sums over all ranks (float64: counts of a large dataset stay exact). Every rank must
-        hold the same names: they are sent in sorted order."""
+        hold the same names and the same number of steps: they are sent in sorted order."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return self
         names = sorted(self.sums)
-        t = torch.tensor([self.sums[k] for k in names], dtype=torch.float64, device=device)
+        t = torch.tensor([self.sums[k] for k in names] + self.step_clips, dtype=torch.float64, device=device)
         dist.all_reduce(t)
-        return MetricMeter(dict(zip(names, t.tolist())))
+        values = t.tolist()
+        return MetricMeter(dict(zip(names, values)), values[len(names):])
 
 
 # --- building ---------------------------------------------------------------------------------------
@@ -216,7 +225,7 @@ def build_training(job: Job) -> Training:
 
 def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> MetricMeter:
     """One pass over this rank's shard; returns its sums (``loss``/``ce``/``td`` weighted by clips,
-    ``hits``, ``clips``, ``seconds``, ``skipped``)."""
+    ``hits``, ``clips``, ``seconds``, ``skipped``) and the clips of each optimiser step."""
     from tdrl.data.gpu_decode import batch_to_device
 
     t, rt = job.exp.train, job.runtime
@@ -227,6 +236,7 @@ def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> Met
     k = loaders.sampler.micro_steps  # micro-batches per optimiser step on this rank (1 at full size)
     step = epoch * loaders.sampler.steps
     batches = _progress_bar(job, loaders.train, epoch)
+    meter.step_clips = [0.0] * loaders.sampler.steps  # the same length on every rank (all_reduce)
     t0 = time.perf_counter()
     for i, batch in enumerate(batches):
         first, last = i % k == 0, i % k == k - 1
@@ -252,6 +262,7 @@ def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> Met
             tr.optimizer.step()
         meter.add(loss=float(loss.detach()) * n, ce=float(ce.detach()) * n, td=float(td.detach()) * n,
                   hits=float(scores.detach().argmax(1).eq(labels).sum()), clips=n)
+        meter.add_step(i // k, n)
     meter.add(seconds=time.perf_counter() - t0)
     if batches is not loaders.train:
         batches.close()  # the bar shows 100% and leaves the driver's console
@@ -281,6 +292,9 @@ def epoch_metrics(total: MetricMeter, *, epoch: int, lr: float, world: int, epoc
         # seconds are summed over ranks that train side by side: their mean is the epoch's training time
         "lr": lr, "clips_per_s": seen / (total["seconds"] / world), "skipped": total["skipped"],
         "epoch_time_s": epoch_time, "workers": world,  # an elastic run's size during this epoch
+        # every optimiser step's global batch, over all ranks: train.global_batch in each, whatever the
+        # worker count (an elastic run checks its accumulation here)
+        "step_clips_min": min(total.step_clips, default=0.0), "step_clips_max": max(total.step_clips, default=0.0),
     }
 
 

@@ -172,7 +172,11 @@ def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[A
         storage_path=t.storage_path,
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.keep_best, checkpoint_score_attribute=SCORE,
                                                      checkpoint_score_order="max"),
-        failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
+        # A node drained as a preemption before it died (a reclaimed spot node: cluster/spot_drain.py,
+        # KubeRay's SIGTERM'd pods) is charged to Ray Train's preemption budget, unlimited here, not to
+        # max_failures: a spot run goes on through any number of reclaims, each costing at most the epoch
+        # in progress, while crashes and unannounced node deaths still end it (docs/training.md).
+        failure_config=ray.train.FailureConfig(max_failures=t.max_failures, max_preemption_failures=-1),
         callbacks=list(callbacks) or None,
         logging_config=train_logging_config(),  # Ray Train's INFO lines stay in its log files
     )
