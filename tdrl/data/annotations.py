@@ -13,6 +13,10 @@ Label-index conventions (the index a class gets is part of every checkpoint, so 
   index independent of the CSV's row order; the public 400-line label map is the same order.
 * list: the integer in the file; class names come from an optional one-per-line label map,
   otherwise ``"0" ... str(max_label)``.
+
+A root that is a URI (``s3://``, ``gs://``, ``file://``) is read in memory through pyarrow, writing
+nothing: the planner counts a remote dataset's clips this way. Its records' paths are not files to
+open; training stages the root first (tdrl.data.staging).
 """
 
 from __future__ import annotations
@@ -60,12 +64,33 @@ class Annotations:
         return len(self.classes)
 
 
-def _read_text(path: Path) -> list[str]:
+def is_uri(path: Path | str) -> bool:
+    return "://" in str(path)
+
+
+def _read_text(path: Path | str) -> list[str]:
+    if is_uri(path):
+        return _read_uri(str(path)).splitlines()
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(f"{path}: annotation/label file not found; check the path "
                               f"(relative paths are resolved against the dataset root)")
     return path.read_text(encoding="utf-8").splitlines()
+
+
+def _read_uri(uri: str) -> str:
+    """A remote annotation or label file's text, read into memory (pyarrow's filesystem for the scheme)."""
+    import pyarrow.fs
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        with fs.open_input_stream(path) as f:
+            return f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise AnnotationError(f"{uri}: annotation/label file not found; check the path (relative paths are "
+                              f"resolved against the dataset root)") from None
+    except Exception as exc:  # ArrowInvalid (a bad URI), OSError from the cloud client, UnicodeDecodeError
+        raise AnnotationError(f"{uri}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
 def read_class_list(path: Path) -> tuple[str, ...]:
@@ -235,13 +260,14 @@ def parse_list(annotations: Path, video_dir: Path, labels: Path | None = None) -
     return Annotations(classes, tuple(records))
 
 
-def _resolve(root: Path, name: str | None, default: str | None, what: str, dataset: str) -> Path | None:
+def _resolve(root: Path | str, name: str | None, default: str | None, what: str, dataset: str) -> Path | str | None:
     if name is None:
         if default is None:
             return None
         name = default
-    p = Path(name)
-    return p if p.is_absolute() else Path(root) / p
+    if is_uri(name) or Path(name).is_absolute():
+        return name if is_uri(name) else Path(name)
+    return f"{str(root).rstrip('/')}/{name}" if is_uri(root) else Path(root) / name
 
 
 def load_annotations(dataset: str, root: Path | str, annotations: Path | str | None, *,
@@ -252,8 +278,8 @@ def load_annotations(dataset: str, root: Path | str, annotations: Path | str | N
     Relative paths are resolved against ``root``; ``None`` means the official file name of ``split``
     for sthv1/sthv2 and is an error for the others.
     """
-    root = Path(root)
-    vdir = root / video_dir if video_dir else root
+    root = str(root) if is_uri(root) else Path(root)
+    vdir = _resolve(root, video_dir, None, "video_dir", dataset) if video_dir else root
     defaults = {"sthv1": V1_DEFAULTS, "sthv2": V2_DEFAULTS}.get(dataset, {})
     ann = _resolve(root, None if annotations is None else str(annotations), defaults.get(split), "annotations", dataset)
     if ann is None:

@@ -174,6 +174,16 @@ def annotations_for(cfg: DataConfig, split: str) -> Annotations:
                             video_dir=cfg.video_dir, video_ext=cfg.video_ext)
 
 
+def count_clips(cfg: DataConfig, split: str) -> int:
+    """Clips in the annotation file of ``split``. A remote root's annotation and label files are read
+    into memory, not staged: nothing is written (the planner, ``--plan``)."""
+    if "://" not in cfg.root:
+        return len(annotations_for(cfg, split).records)
+    ann = cfg.train_annotations if split == "train" else cfg.val_annotations
+    return len(load_annotations(cfg.dataset, cfg.root, ann, split=split, labels=cfg.labels, video_dir=cfg.video_dir,
+                                video_ext=cfg.video_ext).records)
+
+
 def num_classes(cfg: DataConfig) -> int:
     """Number of classes of the configured dataset (from the training split's label convention)."""
     return annotations_for(cfg, "train").num_classes
