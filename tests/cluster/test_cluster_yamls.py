@@ -621,6 +621,12 @@ def test_mlflow_server_is_authenticated_and_not_open():
             env = {e["name"]: e for e in c["env"]}
             for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
                 assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "tdrl-mlflow" and "value" not in env[key]
+    # Its server on the head pod, behind a ClusterIP Service: the RayJob's jobs log there.
+    svc = next(d for d in _kuberay_docs()["Service"] if d["metadata"]["name"] == "tdrl-mlflow")["spec"]
+    assert svc["type"] == "ClusterIP" and svc["selector"] == {"ray.io/cluster": "tdrl", "ray.io/node-type": "head"}
+    assert [p["port"] for p in svc["ports"]] == [5000]
+    job_env = yaml.safe_load(_kuberay_docs()["RayJob"][0]["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert job_env["MLFLOW_TRACKING_URI"] == "http://tdrl-mlflow:5000"
 
 
 def test_docs_say_how_to_reach_each_port():

@@ -150,6 +150,51 @@ def test_spot_drain_cli_on_an_on_demand_node_exits_at_once(metadata):
     assert out.returncode == 0 and "[spot_drain] on-demand" in out.stdout, out.stdout + out.stderr
 
 
+# ---------------------------------------------------------------- mlflow_server.sh: its command (fast)
+
+
+def _fake_mlflow_server(tmp_path, home, extra_env):
+    """mlflow_server.sh with an ``mlflow`` stand-in on PATH that records its arguments and the auth settings."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    record = tmp_path / "mlflow-call.txt"
+    record.unlink(missing_ok=True)
+    fake = bin_dir / "mlflow"
+    fake.write_text(f"#!/usr/bin/env bash\n{{ echo \"$*\"; echo \"admin=$MLFLOW_AUTH_ADMIN_PASSWORD\";\n"
+                    f"  echo \"key=$MLFLOW_FLASK_SERVER_SECRET_KEY\"; cat \"$MLFLOW_AUTH_CONFIG_PATH\"; }} > {record}\n")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    env.update({"HOME": str(home), "PATH": f"{bin_dir}:{env['PATH']}", "TDRL_MLFLOW_HOST": "10.0.0.5", **extra_env})
+    home.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(["bash", str(CLUSTER / "mlflow_server.sh"), "s3://b/mlartifacts"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    deadline = time.time() + 30
+    while out.returncode == 0 and not (record.is_file() and "authorization_function" in record.read_text()):
+        assert time.time() < deadline, "the stand-in mlflow never ran"
+        time.sleep(0.2)
+    return out, (record.read_text() if record.is_file() else "")
+
+
+def test_mlflow_server_command_from_the_heads_secrets_or_the_kuberay_secret(tmp_path):
+    # Launcher YAMLs: node_auth.sh's files; bound to the head's address, never 0.0.0.0.
+    home = tmp_path / "head"
+    assert _node_auth("head", home).returncode == 0
+    out, call = _fake_mlflow_server(tmp_path, home, {})
+    assert out.returncode == 0 and out.stdout.strip().endswith("MLFLOW_TRACKING_URI=http://10.0.0.5:5000")
+    password = (home / ".tdrl-cluster-auth" / "mlflow_password").read_text()
+    assert "server --app-name basic-auth --host 10.0.0.5 --port 5000" in call
+    assert f"admin={password}" in call and "admin_username = tdrl" in call
+    assert "default_permission = NO_PERMISSIONS" in call
+    # KubeRay: no files; the Secret's username and password from the pod's environment.
+    out, call = _fake_mlflow_server(tmp_path, tmp_path / "pod", {"MLFLOW_TRACKING_USERNAME": "alice",
+                                                                 "MLFLOW_TRACKING_PASSWORD": "s3cret"})
+    assert out.returncode == 0, out.stderr
+    assert "admin=s3cret" in call and "admin_username = alice" in call and len(call.split("key=")[1].split()[0]) == 64
+    # Neither: refused, saying where the password comes from.
+    out, _ = _fake_mlflow_server(tmp_path, tmp_path / "bare", {})
+    assert out.returncode == 1 and "node_auth.sh head" in out.stderr and "tdrl-mlflow" in out.stderr
+
+
 # ---------------------------------------------------------------- mlflow_server.sh: a real server (slow)
 
 
