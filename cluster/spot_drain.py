@@ -21,8 +21,13 @@ What it watches (the providers' documented instance metadata):
   ``instance/preempted`` (``TRUE`` once preempted; 30 s before the VM stops).
 
 Then it finds this node among the cluster's alive nodes (its IP, and ``--temp-dir`` where several
-share one IP, as in the tests) and asks the GCS to drain it with the time left as deadline. Ray's
-``ray drain-node`` does the same; it is called in-process to find the node by address first.
+share one IP, as in the tests) and asks the GCS to drain it, the deadline ``--margin-s`` (10 s) before
+the reclaim. The margin is what makes the loss a preemption: at the deadline Ray Train stops the
+group and restarts it as a preemption while the node still lives; with the deadline at the reclaim
+itself the surviving ranks' collectives fail on the dead peer (connection reset) in the same instant,
+and a worker error seen before the dead worker's is charged to ``max_failures`` (seen in the slow
+test). Ray's ``ray drain-node`` does the same; it is called in-process to find the node by address
+first.
 Stdlib only, but Ray (on the node anyway).
 """
 
@@ -131,6 +136,14 @@ def drain(address: str, node_id: str, seconds_left: float, message: str) -> None
         raise RuntimeError(f"the GCS refused to drain node {node_id}: {why}")
 
 
+DRAIN_MARGIN_S = 10.0
+
+
+def drain_deadline_s(seconds_left: float, margin_s: float = DRAIN_MARGIN_S) -> float:
+    """Seconds from now to the drain deadline: ``margin_s`` before the reclaim, never in the past."""
+    return max(0.0, seconds_left - margin_s)
+
+
 def watch(cloud: Aws | Gcp, on_notice: Callable[[float], None], poll_s: float = 5.0,
           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
           max_polls: int | None = None) -> str:
@@ -157,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node-ip", help="this node's Ray address (default: Ray's own choice)")
     ap.add_argument("--temp-dir", help="this node's Ray temp dir, where several nodes share an IP")
     ap.add_argument("--poll-s", type=float, default=5.0)
+    ap.add_argument("--margin-s", type=float, default=DRAIN_MARGIN_S,
+                    help="drain deadline this long before the reclaim (default %(default)s)")
     args = ap.parse_args(argv)
     cloud = (Aws if args.provider == "aws" else Gcp)(*([args.metadata_url] if args.metadata_url else []))
 
@@ -165,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
 
         ip = args.node_ip or ray.util.get_node_ip_address()
         node = this_node(args.address, ip, args.temp_dir)
-        drain(args.address, node, left, f"{args.provider} spot reclaim notice: {left:.0f} s left")
-        print(f"[spot_drain] node {node} ({ip}) drained as a preemption, deadline in {left:.0f} s", flush=True)
+        deadline = drain_deadline_s(left, args.margin_s)
+        drain(args.address, node, deadline, f"{args.provider} spot reclaim notice: {left:.0f} s left")
+        print(f"[spot_drain] node {node} ({ip}) drained as a preemption, deadline in {deadline:.0f} s "
+              f"(reclaim in {left:.0f} s)", flush=True)
 
     outcome = watch(cloud, on_notice, poll_s=args.poll_s)
     print(f"[spot_drain] {outcome}", flush=True)

@@ -143,6 +143,12 @@ def test_gcp_spot_vm_drains_on_preempted_with_the_30_s_notice(metadata):
     assert sd.watch(sd.Gcp(metadata.url), drained.append, sleep=lambda s: None, max_polls=5) == "on-demand"
 
 
+def test_the_drain_deadline_comes_before_the_reclaim():
+    # Ray Train restarts the group at the deadline, while the node still lives (module docstring).
+    assert sd.drain_deadline_s(120.0) == 110.0 and sd.drain_deadline_s(30.0, margin_s=10.0) == 20.0
+    assert sd.drain_deadline_s(4.0) == 0.0  # a late notice: at once
+
+
 def test_spot_drain_cli_on_an_on_demand_node_exits_at_once(metadata):
     metadata.routes = {"/instance/scheduling/preemptible": (200, "FALSE")}
     out = subprocess.run([sys.executable, str(CLUSTER / "spot_drain.py"), "--provider", "gcp", "--address",
