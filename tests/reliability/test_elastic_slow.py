@@ -82,10 +82,18 @@ def _wait_for_nodes(address: str, env: dict[str, str], count: int, nodes: list[t
     raise AssertionError(f"the cluster at {address} did not reach {count} nodes in {timeout:.0f}s")
 
 
+def _agent_ports() -> list[str]:
+    """Free ports for a node's agents. Their defaults are fixed (the dashboard agent's HTTP port is
+    52365): with another Ray instance on the machine holding them, the agent cannot bind, never writes
+    its port file, and the raylet aborts after 15 s (``WaitForDashboardAgentPorts``)."""
+    return [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
+
+
 def _start_node(address: str, temp_dir: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         ["ray", "start", "--block", f"--address={address}", "--num-cpus=1", "--num-gpus=0",
-         f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1"],
+         f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", *_agent_ports()],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -116,12 +124,16 @@ def test_elastic_run_goes_3_2_3_through_a_spot_reclaim_without_spending_max_fail
     head_tmp = Path(tempfile.mkdtemp(prefix="tdrl-eh-"))
     node_tmps = [Path(tempfile.mkdtemp(prefix="tdrl-en-")) for _ in range(2)]  # node 2, then its replacement
     env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_AUTH_MODE": "token",
+           # Ray's memory monitor kills workers when the *machine* passes 95 % of its memory: on a shared
+           # machine other processes put it there and it killed this test's tiny workers
+           "RAY_memory_monitor_refresh_ms": "0",
            # check every 5 s (Ray's default 60 s) whether the run can grow; Ray's resource view itself
            # refreshes every 20 s (its AutoscalingCoordinator's tick)
            "TDRL_ELASTIC_RESIZE_INTERVAL_S": "5"}
     env.pop("RAY_ADDRESS", None)
     procs: list[subprocess.Popen] = []
-    epochs, workers, batch = 20, 3, 4  # long enough that the replacement is seen before the end (checked)
+    epochs, workers, batch = 40, 3, 4  # long enough that the replacement is seen before the end (checked):
+    # with 20, the replacement node (started 84 s after the loss) joined only after the last epoch
     notice_s = 15  # the reclaim notice's lead time (EC2 gives 120 s; shorter keeps the test short)
     exp = tiny_experiment(train__workers=f"2-{workers}", train__batch_size=batch, train__epochs=epochs,
                           train__name="elastic", train__max_failures=0)
@@ -134,7 +146,7 @@ def test_elastic_run_goes_3_2_3_through_a_spot_reclaim_without_spending_max_fail
         procs.append(subprocess.Popen(
             ["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
              "--include-dashboard=false", f"--temp-dir={head_tmp}", "--disable-usage-stats",
-             "--node-ip-address=127.0.0.1"],
+             "--node-ip-address=127.0.0.1", *_agent_ports()],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         address = f"127.0.0.1:{port}"
         _wait_for_nodes(address, env, 1, [(procs[0], head_tmp)])
@@ -144,7 +156,7 @@ def test_elastic_run_goes_3_2_3_through_a_spot_reclaim_without_spending_max_fail
         with open(watch_log, "w") as out:  # as worker_start_ray_commands start it on a spot node
             procs.append(subprocess.Popen(
                 [sys.executable, str(REPO / "cluster" / "spot_drain.py"), "--provider", "aws", "--address", address,
-                 "--metadata-url", metadata.url, "--node-ip", "127.0.0.1", "--temp-dir", str(node_tmps[0]),
+                 "--metadata-url", metadata.url, "--temp-dir", str(node_tmps[0]),
                  "--poll-s", "1"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         t0 = time.time()
         with open(log, "w") as out:
