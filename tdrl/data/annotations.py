@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tdrl.config.base import InputError
+from tdrl.config.paths import is_uri, join
 
 V2_DEFAULTS = {"labels": "something-something-v2-labels.json",
                "train": "something-something-v2-train.json",
@@ -64,12 +65,8 @@ class Annotations:
         return len(self.classes)
 
 
-def is_uri(path: Path | str) -> bool:
-    return "://" in str(path)
-
-
 def _read_text(path: Path | str) -> list[str]:
-    if is_uri(path):
+    if is_uri(str(path)):
         return _read_uri(str(path)).splitlines()
     path = Path(path)
     if not path.is_file():
@@ -267,7 +264,7 @@ def _resolve(root: Path | str, name: str | None, default: str | None, what: str,
         name = default
     if is_uri(name) or Path(name).is_absolute():
         return name if is_uri(name) else Path(name)
-    return f"{str(root).rstrip('/')}/{name}" if is_uri(root) else Path(root) / name
+    return join(str(root), name) if is_uri(str(root)) else Path(root) / name
 
 
 def load_annotations(dataset: str, root: Path | str, annotations: Path | str | None, *,
@@ -278,7 +275,7 @@ def load_annotations(dataset: str, root: Path | str, annotations: Path | str | N
     Relative paths are resolved against ``root``; ``None`` means the official file name of ``split``
     for sthv1/sthv2 and is an error for the others.
     """
-    root = str(root) if is_uri(root) else Path(root)
+    root = str(root) if is_uri(str(root)) else Path(root)
     vdir = _resolve(root, video_dir, None, "video_dir", dataset) if video_dir else root
     defaults = {"sthv1": V1_DEFAULTS, "sthv2": V2_DEFAULTS}.get(dataset, {})
     ann = _resolve(root, None if annotations is None else str(annotations), defaults.get(split), "annotations", dataset)

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from tdrl.config.base import check_choice, literal_values
 from tdrl.config.data import DataConfig
+from tdrl.config.paths import is_uri
 from tdrl.data.annotations import Annotations, VideoRecord, load_annotations
 from tdrl.data.decoding import DecodeError, open_video
 from tdrl.data.sampling import sample_indices
@@ -165,7 +166,7 @@ def annotations_for(cfg: DataConfig, split: str) -> Annotations:
     stages the annotation and label files alone (the driver's checks; tdrl.data.staging)."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    if "://" in cfg.root:
+    if is_uri(cfg.root):
         from tdrl.data.staging import localize
 
         cfg = localize(cfg, annotations_only=True)
@@ -177,7 +178,7 @@ def annotations_for(cfg: DataConfig, split: str) -> Annotations:
 def count_clips(cfg: DataConfig, split: str) -> int:
     """Clips in the annotation file of ``split``. A remote root's annotation and label files are read
     into memory, not staged: nothing is written (the planner, ``--plan``)."""
-    if "://" not in cfg.root:
+    if not is_uri(cfg.root):
         return len(annotations_for(cfg, split).records)
     ann = cfg.train_annotations if split == "train" else cfg.val_annotations
     return len(load_annotations(cfg.dataset, cfg.root, ann, split=split, labels=cfg.labels, video_dir=cfg.video_dir,
@@ -208,7 +209,7 @@ def build_dataset(cfg: DataConfig, split: str, frames: int, *, train: bool, seed
     A remote ``cfg.root`` (s3://, gs://, file:///) is first staged onto this node's local disk,
     once per node (:func:`tdrl.data.staging.localize`); the dataset reads the local copy.
     """
-    if "://" in cfg.root:
+    if is_uri(cfg.root):
         from tdrl.data.staging import localize
 
         cfg = localize(cfg)
