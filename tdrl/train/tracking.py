@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 R = TypeVar("R")
+SQLITE = "sqlite:///"  # MLflow's embedded store; the path follows (a fourth "/" starts an absolute one)
 
 # --- tag names: every tag tdrl writes, here and nowhere else ----------------------------------------
 RUN_NAME_TAG = "tdrl.run_name"  # a training run's Ray Train name: how a restarted run finds its MLflow run
@@ -65,6 +66,7 @@ PRESET_TAG = "tdrl.preset"  # the preset a trial was built on, children
 SHARED_FROM_TAG = "tdrl.shared_from"  # a shared child: the run id it copies its metrics from
 SHARED_STUDY_TAG = "tdrl.shared_study"  # a shared child: the study that trained the source run
 
+SCORE = "val_top1"  # the last epoch's validation top-1 (%): what checkpoints, tables, searches and sharing rank by
 STEP_KEY = "train_loss"  # every logged epoch has it; its history says which epochs are logged
 RETRY_ATTEMPTS = 4  # tdrl's own tries for non-HTTP stores (HTTP: MLflow's client retries, see above)
 RETRY_BACKOFF_S = 0.5  # sleeps 0.5, 1, 2 s between the tries
@@ -87,10 +89,17 @@ def tracking_uri(uri: str | None = None, workdir: str | Path | None = None) -> s
     path is made absolute against ``workdir`` (default: the current folder), because Ray workers
     run in folders of their own."""
     base = Path(workdir or Path.cwd()).resolve()
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{base / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{base / 'mlflow.db'}"
+    db = sqlite_path(uri)
+    if db is not None and not db.is_absolute():
+        uri = f"{SQLITE}{(base / db).resolve()}"
     return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store (``sqlite:////abs/x.db`` -> ``/abs/x.db``; a relative
+    ``sqlite:///x.db`` -> ``x.db``); None for any other store."""
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
 
 
 def mlflow_client(uri: str):
@@ -128,10 +137,8 @@ def with_retry(call: Callable[[], R], uri: str, *, attempts: int | None = None, 
 
 def _local_artifact_root(uri: str) -> str | None:
     """Artifacts of a sqlite store go next to the database (absolute), not into the current folder."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
+    db = sqlite_path(uri)
+    return None if db is None else (db.parent / "mlartifacts").resolve().as_uri()
 
 
 # --- experiments and runs -----------------------------------------------------------------------------

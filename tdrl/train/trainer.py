@@ -37,8 +37,7 @@ from tdrl.config.experiment import Experiment
 from tdrl.config.paths import absolute, is_uri
 from tdrl.train.cluster import connect_ray
 from tdrl.train.console import quiet_console, train_logging_config
-
-SCORE = "val_top1"
+from tdrl.train.tracking import SCORE, sqlite_path, tracking_uri
 RESIZE_ENV, DEFAULT_RESIZE_S = "TDRL_ELASTIC_RESIZE_INTERVAL_S", 60.0  # see resize_interval_s
 MIN_FREE_MB = 100  # refuse to start with less free space where checkpoints / the MLflow store go (TDRL_MIN_FREE_MB)
 
@@ -60,8 +59,6 @@ class TrainResult:
 
 def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
     """Make local paths absolute, name the run and fix the MLflow URI (pure: no Ray, no I/O)."""
-    from tdrl.train.tracking import tracking_uri
-
     base = Path(workdir or Path.cwd()).resolve()
     changes: dict[str, Any] = {"data.root": absolute(exp.data.root, base),
                                "train.storage_path": absolute(exp.train.storage_path, base)}
@@ -120,8 +117,9 @@ def preflight_storage(exp: Experiment) -> None:
     t = exp.train
     if not is_uri(t.storage_path):
         _check_folder("train.storage_path", t.storage_path, Path(t.storage_path), min_free)
-    if t.mlflow_uri and t.mlflow_uri.startswith("sqlite:///"):
-        _check_folder("train.mlflow_uri", t.mlflow_uri, Path(t.mlflow_uri[len("sqlite:///"):]).parent, min_free)
+    db = sqlite_path(t.mlflow_uri) if t.mlflow_uri else None
+    if db is not None:
+        _check_folder("train.mlflow_uri", t.mlflow_uri, db.parent, min_free)
 
 
 def preflight_resume(exp: Experiment) -> None:
@@ -256,7 +254,7 @@ def _train_result(exp: Experiment, run_id: str, result: Any) -> TrainResult:
     best = result.get_best_checkpoint(metric=SCORE, mode="max") if result.best_checkpoints else None
     best_metrics = next((m for c, m in result.best_checkpoints or [] if best is not None and c.path == best.path), {})
     metrics = dict(result.metrics or {})
-    metrics["best_val_top1"] = best_metrics.get(SCORE, metrics.get(SCORE))
+    metrics[f"best_{SCORE}"] = best_metrics.get(SCORE, metrics.get(SCORE))
     metrics["best_epoch"] = best_metrics.get("epoch", metrics.get("epoch"))
     t = exp.train
     return TrainResult(name=t.name, path=str(result.path), metrics=metrics,

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def default_label(cfg: ModelConfig) -> str:
     """"w/ TD loss (lambda=...)" when the loss weighs in training, else "w/o TD loss"."""
-    if cfg.td_on and cfg.td_lambda > 0:
+    if cfg.td_trains:
         return f"w/ TD loss (λ={cfg.td_lambda:g})"
     return "w/o TD loss"
 
