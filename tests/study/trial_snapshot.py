@@ -1,12 +1,17 @@
-"""Write trial_snapshot.json: every study's trials as tdrl resolved them at commit ef6a5b3.
+"""tests/study/data/trial_snapshot.json: every study's trials (flat configuration, name, label, sharing hash) and
+parent-run params, as tdrl resolves them; tests/study/test_trial_snapshot.py requires the same.
 
-Run with that commit's code on PYTHONPATH (this version uses its internals: runner.base_experiment,
-grid_rows, trial_name, trial_label and the row layering of runner.trial):
+The file was written at commit ef6a5b3, before the study resolution was rewritten, by this
+script's version in commit 28ac16c (which read ef6a5b3's internals). This version resolves with
+:func:`tdrl.study.trials.resolve_study`; run it only for a change that is meant to alter the trials,
+and review the difference:
 
-    PYTHONPATH=<ef6a5b3 checkout> python tests/study/data/make_trial_snapshot.py tests/study/data/trial_snapshot.json
+    python tests/study/trial_snapshot.py tests/study/data/trial_snapshot.json
 
-The cases and the normalisation (a temporary working folder written as ``<cwd>``, synthetic-set
-markers so a set is hashed by its parameters) are those of tests/study/test_trial_snapshot.py.
+Cases: each study on smoke, bench and paper (2 seeds), the search on each preset (one sampled
+point), and table5 on smoke with every option set. A temporary working folder is written as
+``<cwd>``; the smoke and bench synthetic sets get their markers, so they are hashed by their
+parameters; the paper cases read an absolute root, so no hash depends on the folder.
 """
 
 from __future__ import annotations
@@ -68,46 +73,44 @@ def normalise(value, cwd: str):
 
 
 def resolve_case(case: dict) -> dict:
-    """The case's parent params and trials, the way ef6a5b3 resolved them (driver + trial worker)."""
-    from tdrl.config.experiment import Experiment
-    from tdrl.study import search as S
+    """The case's parent params and trials (as a trial process completes them: Tune id, sampled values)."""
     from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions, base_experiment, default_storage, grid_rows, trial_label, trial_name
-    from tdrl.study.sharing import config_hash
-    from tdrl.train.tracking import tracking_uri
+    from tdrl.study.naming import trial_name
+    from tdrl.study.search import resolve_search
+    from tdrl.study.trials import StudyOptions, resolve_study
 
     o = case["options"]
     opts = StudyOptions(preset=o["preset"], seeds=o["seeds"], data=o.get("data"), name=o.get("name"),
                         storage=o.get("storage"), mlflow_uri=o.get("mlflow_uri"), rows=tuple(o.get("rows", ())),
                         overrides=dict(o.get("overrides", {})))
-    search = case["study"] == "search"
-    name = S.NAME if search else get_study(case["study"]).name
-    common = S.COMMON if search else get_study(name).common
-    experiment = f"{opts.experiment_prefix}-{name}"
-    study_run = opts.name or f"{name}-{opts.preset}"
-    storage = opts.storage or default_storage()
-    uri = tracking_uri(opts.mlflow_uri)
-    base = base_experiment(opts, study_run, storage, uri, experiment, common)
-    if search:
-        params = {"search.samples": 16, "search.asha": False, "search.seed": 0, "study.preset": opts.preset}
-        rows = [("search", None, dict(SEARCH_SAMPLE))]
-        seeds = [0]
+    if case["study"] == "search":
+        resolved = resolve_search(opts)
+        params = {"search.samples": 16, "search.asha": False, "search.seed": 0, **resolved.parent_params()}
+        trials = [resolved.trial_for({**SEARCH_SAMPLE, "seed": 0})]
     else:
-        study = get_study(name)
-        keys = grid_rows(study, opts)
-        params = {"study.rows": ",".join(keys), "study.seeds": opts.seeds, "study.preset": opts.preset}
-        rows = [(k, study.row(k).label, study.overrides(k)) for k in keys]
-        seeds = list(range(opts.seeds))
-    params.update({f"base.{k}": v for k, v in base.flatten().items()})
-    trials = []
-    for row, label, overrides in rows:
-        for seed in seeds:
-            full = trial_name(study_run, row, seed, TRIAL_ID)
-            flat = Experiment.from_flat({**base.flatten(), **overrides, "train.seed": seed, "train.name": full}).flatten()
-            trials.append({"row": row, "seed": seed, "name": full, "label": trial_label(label, overrides, seed),
-                           "hash": config_hash(flat), "flat": flat})
-    return {"case": case["case"], "study": case["study"], "options": o, "experiment": experiment,
-            "study_run": study_run, "parent_params": params, "trials": trials}
+        resolved = resolve_study(get_study(case["study"]), opts)
+        params = resolved.parent_params()
+        trials = list(resolved.trials)
+    return {"case": case["case"], "study": case["study"], "options": o, "experiment": resolved.experiment,
+            "study_run": resolved.study_run, "parent_params": params,
+            "trials": [{"row": t.row, "seed": t.seed, "name": trial_name(t.prefix, TRIAL_ID), "label": t.display,
+                        "hash": t.config_hash, "flat": t.experiment(TRIAL_ID).flatten()} for t in trials]}
+
+
+def snapshot() -> list[dict]:
+    """Every case resolved in a temporary working folder (no $TDRL_STORAGE / $MLFLOW_TRACKING_URI)."""
+    saved = {v: os.environ.pop(v) for v in ("TDRL_STORAGE", "MLFLOW_TRACKING_URI") if v in os.environ}
+    here = Path.cwd()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cwd = Path(tmp).resolve()
+            os.chdir(cwd)
+            write_markers(cwd)
+            return [json.loads(json.dumps(compact(normalise(resolve_case(c), str(cwd))), sort_keys=True))
+                    for c in cases()]
+    finally:
+        os.chdir(here)
+        os.environ.update(saved)
 
 
 def compact(entry: dict) -> dict:
@@ -120,17 +123,7 @@ def compact(entry: dict) -> dict:
 
 
 def main(out: str) -> None:
-    for var in ("TDRL_STORAGE", "MLFLOW_TRACKING_URI"):
-        os.environ.pop(var, None)
-    here = Path.cwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        cwd = Path(tmp).resolve()
-        os.chdir(cwd)
-        try:
-            write_markers(cwd)
-            entries = [compact(normalise(resolve_case(c), str(cwd))) for c in cases()]
-        finally:
-            os.chdir(here)
+    entries = snapshot()
     Path(out).write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
     print(f"{sum(len(e['trials']) for e in entries)} trials of {len(entries)} cases -> {out}")
 
