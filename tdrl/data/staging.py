@@ -45,6 +45,7 @@ from typing import Callable, Iterator, Sequence
 from tdrl.config.base import ConfigError, InputError, replace
 from tdrl.config.data import DataConfig
 from tdrl.config.paths import is_uri
+from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS
 from tdrl.data.manifest import CHUNK, MANIFEST, Entry, parse_manifest
 
 STAGE_ENV = "TDRL_STAGE_DIR"
@@ -96,7 +97,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _open(uri: str):
-    import pyarrow.fs
+    import pyarrow.fs  # remote roots only
 
     try:
         return pyarrow.fs.FileSystem.from_uri(uri.rstrip("/"))
@@ -218,8 +219,6 @@ def localize(cfg: DataConfig, *, annotations_only: bool = False, base: str | Pat
     rel = {f: _under_root(cfg, f, getattr(cfg, f)) for f in _PATH_FIELDS}
     only = None
     if annotations_only:
-        from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS
-
         defaults = {"sthv1": V1_DEFAULTS, "sthv2": V2_DEFAULTS}.get(cfg.dataset, {})
         wanted = {"train_annotations": defaults.get("train"), "val_annotations": defaults.get("val"),
                   "labels": defaults.get("labels")}

@@ -3,8 +3,8 @@ it costs, worked out before anything starts (no Ray, no files, no MLflow runs).
 
 The model, in the order the plan prints it:
 
-- **Trials**: rows x seeds, less those already trained: a FINISHED run of the same configuration
-  hash, seed and preset anywhere in the MLflow store (:func:`tdrl.study.sharing.find_shared`: this
+- **Trials**: the study's trial list (:func:`tdrl.study.trials.resolve_study`, as a launch resolves
+  it), less those already trained: a FINISHED run of the same configuration hash, seed and preset anywhere in the MLflow store (:func:`tdrl.study.sharing.find_shared`: this
   study's own finished trials and runs another study trained, which a launch would share). The
   store is only read, and only when it exists (MLflow creates a missing ``sqlite:///`` file).
 - **Dataset size**: the clips of the train and val annotations (:mod:`tdrl.data.annotations`); for a
@@ -20,7 +20,8 @@ The model, in the order the plan prints it:
 - **Time**: a trial's seconds are ``epochs x (train clips + EVAL_COST x val clips) / (workers x
   clips/s per GPU)``: the GPUs are the bottleneck (data loading keeps up), DDP scales linearly, and a
   validation clip costs :data:`EVAL_COST` of a training clip (forward only; a backward pass costs
-  about two forwards). Clips/s per GPU come from ``benchmarks/throughput.py --json`` files (the
+  about two forwards). A trial's rate is decided in one place, :func:`trial_rate`: clips/s per GPU
+  of its network row (:func:`network_row`) from ``benchmarks/throughput.py --json`` files (the
   training step of each network, per GPU model), else :data:`SPEC_DEFAULT`; ``--clips-per-s``
   overrides. Trials are then packed greedily onto the side-by-side slots (:func:`wall_seconds`).
 - **Cost**: GPU-hours (trial hours x GPUs per trial) x the price of a GPU-hour (the node type's
@@ -38,6 +39,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
 
 from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
@@ -212,8 +215,6 @@ def read_cluster(path: str | Path) -> list[NodeType]:
     """A Ray cluster-launcher YAML's node types at full scale: the head once, each worker type at its
     ``max_workers``, the worker total capped by the top-level ``max_workers`` (types with more worker
     slots first: that is what a study would ask the autoscaler for)."""
-    import yaml
-
     try:
         cfg = yaml.safe_load(Path(path).read_text())
         types = cfg["available_node_types"]
@@ -248,7 +249,7 @@ def this_machine() -> list[NodeType]:
 
 def visible_gpus() -> int:
     try:
-        import torch
+        import torch  # seconds to import: only to count this machine's GPUs
 
         return torch.cuda.device_count()
     except Exception:  # no torch or no driver: no GPU
@@ -383,7 +384,7 @@ class Plan:
 def dataset_size(exp: Experiment, synthetic: Mapping[str, Any] | None) -> DataSize:
     """Train/val clips from the annotations; else a not-yet-generated synthetic set's counts; else the
     published split sizes of a known dataset (marked unreadable, so a launch would refuse)."""
-    from tdrl.data.dataset import annotations_for
+    from tdrl.data.builders import annotations_for  # torch: not on the path of `tdrl study --help`
 
     try:
         train, val = (len(annotations_for(exp.data, s).records) for s in ("train", "val"))
@@ -478,7 +479,7 @@ def print_plan(plan: Plan) -> int:
 
 def _local_gpu_model() -> str:
     try:
-        import torch
+        import torch  # seconds to import: only to count this machine's GPUs
 
         return gpu_model(torch.cuda.get_device_name(0))
     except Exception:

@@ -45,7 +45,7 @@ class Paired:
 def paired_difference(row: Mapping[int, float], baseline: Mapping[int, float],
                       confidence: float = CONFIDENCE) -> Paired:
     """Paired statistics of ``row`` minus ``baseline``, both keyed by seed."""
-    from scipy import stats
+    from scipy import stats  # seconds to import: not on the path of `tdrl tables --help`
 
     nan = float("nan")
     seeds = sorted(set(row) & set(baseline))

@@ -28,7 +28,7 @@ def driver_units(cpus: int) -> int:
 def connect_ray(num_cpus: int | None = None) -> bool:
     """Join ``RAY_ADDRESS`` or start a local Ray (see the module docstring); True if started here.
     Does nothing when this process is already connected."""
-    import ray
+    import ray  # seconds to import: planning and `--help` import this module and start no Ray
 
     if ray.is_initialized():
         return False
@@ -43,6 +43,6 @@ def connect_ray(num_cpus: int | None = None) -> bool:
 
 def trial_resources() -> dict[str, float]:
     """What a Tune trial's driver takes: one ``TRAIN_DRIVER`` unit where the cluster has it, else a CPU."""
-    import ray
+    import ray  # see connect_ray
 
     return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE, 0) >= 1 else {"CPU": 1}

@@ -28,6 +28,7 @@ from typing import Any
 from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
 from tdrl.config.paths import is_uri
+from tdrl.data.synthetic import MARKER, generate_synthetic
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,6 @@ def prepare_data(preset: Preset, exp: Experiment) -> None:
     """
     if preset.synthetic is None or exp.data.dataset != "sthv2" or is_uri(exp.data.root):
         return
-    from tdrl.data.synthetic import MARKER, generate_synthetic
-
     root = Path(exp.data.root)
     if root.exists() and not (root / MARKER).exists() and any(root.iterdir()):
         return  # a real dataset lives there: never write into it

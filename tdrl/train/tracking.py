@@ -104,7 +104,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 def mlflow_client(uri: str):
     """An ``MlflowClient`` bound to ``uri`` (never the process-wide tracking URI)."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # mlflow: seconds to import, not on any command's --help path
 
     return MlflowClient(tracking_uri=uri)
 
@@ -201,7 +201,7 @@ def get_run(uri: str, run_id: str):
 def log_params(uri: str, run_id: str, params: Mapping[str, Any]) -> None:
     """Every param, in batches of MLflow's limit; values as strings, ``None`` as "None", cut to the
     longest value MLflow stores."""
-    from mlflow.entities import Param
+    from mlflow.entities import Param  # see mlflow_client
 
     c = mlflow_client(uri)
     items = [Param(k, ("None" if v is None else str(v))[:PARAM_VALUE_LIMIT]) for k, v in sorted(params.items())]
@@ -212,7 +212,7 @@ def log_params(uri: str, run_id: str, params: Mapping[str, Any]) -> None:
 
 def set_tags(uri: str, run_id: str, tags: Mapping[str, Any]) -> None:
     """Set ``tags`` on a run (values as strings), in batches of MLflow's limit."""
-    from mlflow.entities import RunTag
+    from mlflow.entities import RunTag  # see mlflow_client
 
     c = mlflow_client(uri)
     items = [RunTag(k, str(v)) for k, v in tags.items()]
@@ -275,7 +275,7 @@ def child_runs(uri: str, experiment: str, parent_run_id: str):
     """Every run nested under ``parent_run_id`` (any status) as a pandas DataFrame with MLflow's
     ``search_runs`` columns (``run_id``, ``status``, ``run_name``, ``metrics.*``, ``params.*``,
     ``tags.*``), read through a client bound to ``uri`` (the global tracking URI is left alone)."""
-    import pandas as pd
+    import pandas as pd  # seconds to import: `tdrl train` reads no run table
 
     rows = []
     for run in search_runs(uri, experiment, tags={PARENT_TAG: parent_run_id}):
@@ -306,7 +306,7 @@ class EpochLogger:
 
         If the store is unreachable the points stay queued (a warning says so) and are sent before
         the next epoch's; training is not interrupted."""
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # see mlflow_client
 
         if epoch in self.logged:
             warnings.warn(f"MLflow run {self.run_id} already holds epoch {epoch} from an earlier attempt whose "

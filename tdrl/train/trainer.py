@@ -36,6 +36,7 @@ from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
 from tdrl.config.paths import absolute, is_uri
 from tdrl.train.cluster import connect_ray
+from tdrl.train import tracking
 from tdrl.train.console import quiet_console, train_logging_config
 from tdrl.train.tracking import SCORE, sqlite_path, tracking_uri
 RESIZE_ENV, DEFAULT_RESIZE_S = "TDRL_ELASTIC_RESIZE_INTERVAL_S", 60.0  # see resize_interval_s
@@ -72,7 +73,7 @@ def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
 
 def preflight(exp: Experiment) -> None:
     """Checks that need files but not Ray: the annotations parse and agree with model.num_classes."""
-    from tdrl.data.dataset import annotations_for
+    from tdrl.data.builders import annotations_for  # torch: not on the path of `tdrl train --help`
 
     for split in ("train", "val"):
         try:
@@ -126,7 +127,7 @@ def preflight_resume(exp: Experiment) -> None:
     """A run resumed by name (local storage) must fit its newest checkpoint: a checkpoint of another
     architecture or number of classes, or an unreadable one, is refused here, before Ray starts,
     instead of failing every restarted worker group."""
-    from tdrl.train.checkpoint import FILENAME, CheckpointError, load_checkpoint
+    from tdrl.train.checkpoint import FILENAME, CheckpointError, load_checkpoint  # torch: not on the path of `tdrl train --help`
 
     if is_uri(exp.train.storage_path):
         return
@@ -155,6 +156,7 @@ def resize_interval_s() -> float:
 
 def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[Any] = ()):
     """The TorchTrainer for a resolved experiment; ``run`` is the loop's private ``_run`` dict."""
+    # Ray Train and the loop (torch): seconds to import, not on the path of `tdrl train --help`
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -193,7 +195,7 @@ def prepare_cluster(exp: Experiment) -> tuple[Experiment, bool]:
     """Join or start Ray, decide ``train.use_gpu`` from the cluster, and refuse (local Ray) or warn
     about (a cluster, which may autoscale) a CPU request it cannot meet. Returns the experiment and
     whether Ray was started here."""
-    import ray
+    import ray  # seconds to import: not on the path of `tdrl train --help`
 
     started_here = connect_ray()
     if exp.train.use_gpu is None:
@@ -218,8 +220,6 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
     ``callbacks`` go into the RunConfig (e.g. Tune's ``TuneReportCallback()`` inside a trial).
     Resuming: call again with the same ``train.name`` and ``train.storage_path``.
     """
-    from tdrl.train import tracking
-
     quiet_console()
     exp = resolve(exp, workdir)
     preflight(exp)

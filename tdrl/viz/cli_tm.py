@@ -7,7 +7,9 @@ import argparse
 from tdrl.config.base import ConfigError
 from tdrl.config.model import ModelConfig
 from tdrl.viz.cli_pem import add_clip_arguments
-from tdrl.viz.tm import DEFAULT_BLOCK
+from tdrl.viz.grid import save_figure
+from tdrl.viz.loading import crop_sizes, load_model, read_clip
+from tdrl.viz.tm import DEFAULT_BLOCK, build_tm_figure, tm_result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +35,6 @@ def default_label(cfg: ModelConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdrl.viz.grid import save_figure
-    from tdrl.viz.loading import crop_sizes, load_model, read_clip
-    from tdrl.viz.tm import build_tm_figure, tm_result
-
     labels = args.label or []
     if labels and len(labels) != len(args.checkpoint):
         raise ConfigError(f"{len(labels)} --label for {len(args.checkpoint)} --checkpoint")
