@@ -89,3 +89,28 @@ def test_set_of_a_key_the_study_fixes_is_refused(capsys, monkeypatch):
     assert "use --seeds instead" in capsys.readouterr().err
     assert tdrl_main(["search", "--set", "model.td_blocks=layer4.-1", "--plan"]) == 2
     assert "study search samples model.td_blocks" in capsys.readouterr().err
+
+
+def test_a_study_built_at_run_time_resolves_like_a_table():
+    """A Study that is not in the registry (e.g. the confirmation of a search's best configurations)
+    resolves, plans and tags its trials from the object itself: nothing looks it up by name."""
+    from tdrl.study.definitions import STUDIES, TIM_BASELINE, Row, Study
+    from tdrl.study.plan import plan_trials
+    from tdrl.study.trials import StudyOptions, resolve_study
+
+    study = Study("confirm", "Confirmation of the best configurations", "config", baseline="tim",
+                  common=dict(TIM_BASELINE),
+                  rows=(Row("tim", "TIM baseline", {}),
+                        Row("c1", "λ 3.0e-04, ratio 0.75", {"model.td_lambda": 3e-4, "model.td_ratio": 0.75})))
+    assert study.name not in STUDIES
+    trials = resolve_study(study, StudyOptions(seeds=2, overrides={"train.epochs": "3"}))
+    assert [(t.row, t.seed) for t in trials.trials] == [("tim", 0), ("tim", 1), ("c1", 0), ("c1", 1)]
+    c1 = trials.trial_for({"row": "c1", "seed": 1})
+    assert (c1.flat["model.td_lambda"], c1.flat["model.td_ratio"], c1.flat["train.epochs"], c1.flat["train.seed"]) \
+        == (3e-4, 0.75, 3, 1)
+    assert c1.prefix == "confirm-smoke.c1.s1" and c1.display == "λ 3.0e-04, ratio 0.75 · seed 1"
+    tags = trials.trial_tags(c1, "abc_00003")
+    assert (tags["tdrl.table"], tags["tdrl.row_label"], tags["tdrl.config_hash"]) == (study.title, c1.label,
+                                                                                     c1.config_hash)
+    assert trials.experiment == "tdrl-confirm" and trials.parent_params()["study.rows"] == "tim,c1"
+    assert [t.row for t in plan_trials(trials, lookup=False).trials] == ["tim", "tim", "c1", "c1"]
