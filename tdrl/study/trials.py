@@ -45,9 +45,10 @@ from tdrl.train.tracking import (CONFIG_HASH_TAG, PRESET_TAG, ROLE_TAG, ROW_LABE
                                  STUDY_TAG, TABLE_TAG, TRIAL_TAG, tracking_uri)
 from tdrl.train.trainer import resolve
 
-# Keys the study run sets for every trial, and the option that sets each instead of --set.
-RUN_KEYS = {"train.seed": "--seeds", "train.name": "--name", "train.storage_path": "--storage-path",
-            "train.mlflow_uri": "--mlflow-uri", "train.experiment": "the study (its MLflow experiment)"}
+# Keys the study run sets for every trial, and what sets each instead of --set.
+RUN_KEYS = {"train.seed": "use --seeds", "train.name": "use --name (the study run's name)",
+            "train.storage_path": "use --storage-path", "train.mlflow_uri": "use --mlflow-uri",
+            "train.experiment": "its MLflow experiment is <prefix>-<study>, e.g. tdrl-table5"}
 
 
 @dataclass
@@ -198,7 +199,7 @@ def _refuse_fixed(study: Study, opts: StudyOptions, sampled: Sequence[str]) -> N
     given += [(f"--set {k}={v}", k, v) for k, v in opts.overrides.items()]
     for option, key, value in given:
         if key in RUN_KEYS:
-            raise ConfigError(f"{option}: a study sets {key} for every trial; use {RUN_KEYS[key]} instead")
+            raise ConfigError(f"{option}: a study sets {key} for every trial; {RUN_KEYS[key]}")
         if key in sampled:
             raise ConfigError(f"{option}: study {study.name} samples {key} for every trial; set only keys it "
                               f"does not search, or train one value with `tdrl train --preset {opts.preset} --set {key}={value}`")

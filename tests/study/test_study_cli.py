@@ -86,7 +86,7 @@ def test_set_of_a_key_the_study_fixes_is_refused(capsys, monkeypatch):
     assert tdrl_main(["study", "table6", "--set", "model.enhance_position=after", "--plan"]) == 2
     assert "fixes model.enhance_position in row(s) tm, pem_before, pem_after" in capsys.readouterr().err
     assert tdrl_main(["study", "table5", "--set", "train.seed=3", "--plan"]) == 2
-    assert "use --seeds instead" in capsys.readouterr().err
+    assert "a study sets train.seed for every trial; use --seeds" in capsys.readouterr().err
     assert tdrl_main(["search", "--set", "model.td_blocks=layer4.-1", "--plan"]) == 2
     assert "study search samples model.td_blocks" in capsys.readouterr().err
 
