@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tdrl.config.base import InputError
+from tdrl.config.base import InputError, literal_values
+from tdrl.config.data import DataConfig
 
 V2_DEFAULTS = {"labels": "something-something-v2-labels.json",
                "train": "something-something-v2-train.json",
@@ -282,9 +283,6 @@ def add_source_arguments(parser, *, root_help: str = "dataset directory") -> Non
     """The options that locate a dataset's files for :func:`load_annotations` (``tdrl data inspect``
     and ``tdrl data prepare``): ``--dataset``, ``--root``, ``--labels``, ``--video-dir``, ``--video-ext``.
     The commands make the paths typed absolute against the current folder."""
-    from tdrl.config.base import literal_values
-    from tdrl.config.data import DataConfig
-
     parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
                         help="annotation format")
     parser.add_argument("--root", required=True, help=root_help)

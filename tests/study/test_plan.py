@@ -98,10 +98,11 @@ def test_pick_speed_prefers_the_same_gpu_network_and_frames(tmp_path):
 
 
 def test_network_rows_of_the_studies():
+    from tdrl.config.experiment import Experiment
     from tdrl.study.definitions import get_study
 
     def row(study: str, key: str) -> str:
-        return P.network_row(get_study(study).overrides(key))
+        return P.network_row(Experiment.from_flat(get_study(study).overrides(key)).model)
 
     assert [row("table3", k) for k in ("tsn", "baseline", "pem", "td")] == ["tsn", "tsm", "tdrl", "tdrl"]
     assert row("table5", "ratio0") == "tim" and row("table7", "lambda0") == "tim"  # TD term without weight
@@ -111,13 +112,13 @@ def test_network_rows_of_the_studies():
 def test_paper_table3_on_aws_by_hand(tmp_path, monkeypatch):
     """Table 3 x 3 seeds on cluster/aws.yaml with a measured A10G table: every figure worked out here."""
     from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions
+    from tdrl.study.trials import StudyOptions, resolve_study
 
     monkeypatch.chdir(tmp_path)  # data/something-something-v1 is missing: the published split sizes
     _throughput_json(tmp_path / "benchmarks" / "results" / "a10g.json", "NVIDIA A10G",
                      [("tsn", 8, "eager", 150.0), ("tsm", 8, "eager", 120.0), ("tdrl", 8, "eager", 100.0)])
     opts = StudyOptions(preset="paper", seeds=3, mlflow_uri=f"sqlite:///{tmp_path / 'none.db'}")
-    plan = P.grid_plan(get_study("table3"), opts, cluster=AWS, repo=tmp_path)
+    plan = P.plan_trials(resolve_study(get_study("table3"), opts), cluster=AWS, repo=tmp_path)
     assert (plan.data.train, plan.data.val, plan.data.readable) == (86_017, 11_522, False)
     assert len(plan.trials) == len(plan.to_train) == 15 and plan.concurrent == 2 and plan.gpu == "A10G"
     per_epoch = 86_017 + 11_522 / 3  # validation clips at a third of a training clip
@@ -133,7 +134,7 @@ def test_paper_table3_on_aws_by_hand(tmp_path, monkeypatch):
     # 15 trials on 2 slots in grid order: the slots end at 2 tsn + tsm + 3 tdrl + ... : both near half the work
     assert plan.wall_s == pytest.approx(P.wall_seconds([t.seconds for t in plan.trials], 2))
     assert sum(t.seconds for t in plan.trials) / 2 <= plan.wall_s <= sum(t.seconds for t in plan.trials) / 2 + tdrl
-    priced = P.grid_plan(get_study("table3"), opts, cluster=AWS, repo=tmp_path, gpu_hour_price=2.0)
+    priced = P.plan_trials(resolve_study(get_study("table3"), opts), cluster=AWS, repo=tmp_path, gpu_hour_price=2.0)
     assert priced.cost == pytest.approx(priced.gpu_hours * 2.0 + priced.wall_s / 3600 * 0.384)
     text = P.format_plan(plan)
     assert "15 to train" in text and "2 trial(s) side by side" in text and "NOT READABLE" in text
@@ -151,10 +152,8 @@ def test_plan_starts_nothing_and_counts_runs_already_in_mlflow(study_data, tmp_p
 
     import tdrl.train.cluster as cluster
     from tdrl.cli import main as tdrl_main
-    from tdrl.config.experiment import Experiment
     from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions, base_experiment
-    from tdrl.study.sharing import config_hash
+    from tdrl.study.trials import StudyOptions, resolve_study
     from tdrl.train import tracking
     from study_helpers import TINY, set_args
 
@@ -168,11 +167,11 @@ def test_plan_starts_nothing_and_counts_runs_already_in_mlflow(study_data, tmp_p
     # Table 7's lambda 0 = Table 5's ratio 0: a finished Table 7 run of seed 0 makes that trial shared.
     opts = StudyOptions(preset="smoke", data=study_data, seeds=2, mlflow_uri=uri, rows=("ratio0", "ratio50"),
                         overrides=dict(TINY))
-    base = base_experiment(opts, "table5-smoke", str(work / "runs"), uri, "tdrl-table5", get_study("table5").common)
-    flat = Experiment.from_flat({**base.flatten(), **get_study("table5").overrides("ratio0"), "train.seed": 0}).flatten()
+    ratio0 = resolve_study(get_study("table5"), opts).trials[0]
+    assert (ratio0.row, ratio0.seed) == ("ratio0", 0)
     run_id, _ = tracking.find_or_create_run(
         uri, "tdrl-table7", run_name="t7", match={tracking.RUN_NAME_TAG: "t7"},
-        tags={tracking.CONFIG_HASH_TAG: config_hash(flat), tracking.SEED_TAG: "0", tracking.PRESET_TAG: "smoke",
+        tags={tracking.CONFIG_HASH_TAG: ratio0.config_hash, tracking.SEED_TAG: "0", tracking.PRESET_TAG: "smoke",
               tracking.STUDY_TAG: "table7", tracking.STUDY_RUN_TAG: "table7-smoke"})
     tracking.mlflow_client(uri).log_metric(run_id, "val_top1", 50.0)
     tracking.end_run(uri, run_id)
@@ -199,11 +198,10 @@ def test_plan_starts_nothing_and_counts_runs_already_in_mlflow(study_data, tmp_p
 def test_a_study_refuses_unreadable_data_before_ray(tmp_path, monkeypatch, capsys):
     """`--data` pointing at a folder without annotations (or the paper preset without its dataset) is
     refused with exit 2 before Ray starts, instead of starting every trial to fail."""
-    import tdrl.train.cluster as cluster
     from tdrl.cli import main as tdrl_main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cluster, "connect_ray", lambda *a, **k: pytest.fail("Ray started on unreadable data"))
+    monkeypatch.setattr("tdrl.study.runner.connect_ray", lambda *a, **k: pytest.fail("Ray started on unreadable data"))
     other = tmp_path / "not-a-dataset"
     other.mkdir()
     (other / "notes.txt").write_text("hello")
@@ -222,7 +220,9 @@ def test_a_fresh_data_folder_gets_the_synthetic_set(tmp_path, monkeypatch):
     (a smoke study under `ray job submit` given an absolute path), then reads it."""
     from study_helpers import TINY_SYNTH
 
-    from tdrl.study.runner import StudyOptions, check_study_data
+    from tdrl.study.definitions import get_study
+    from tdrl.study.runner import prepare_study_data
+    from tdrl.study.trials import StudyOptions, resolve_study
     from tdrl.train import presets
 
     tiny = presets.Preset("smoke", "tiny", {**presets.PRESETS["smoke"].values, "model.num_classes": 4}, dict(TINY_SYNTH))
@@ -230,6 +230,6 @@ def test_a_fresh_data_folder_gets_the_synthetic_set(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     for root in (empty, tmp_path / "new" / "folder"):
-        check_study_data(StudyOptions(preset="smoke", data=str(root)), {})
+        prepare_study_data(resolve_study(get_study("table5"), StudyOptions(preset="smoke", data=str(root))))
         labels = json.loads((root / "something-something-v2-labels.json").read_text())
         assert len(labels) == 4 and len(json.loads((root / "something-something-v2-train.json").read_text())) == 64
