@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from tdrl.cluster.instances import INSTANCES, KUBERAY_GPU_PRODUCTS, InstanceType, gpu_model
 from tdrl.config.base import ConfigError
 
@@ -66,8 +68,6 @@ def is_spot(node_config: Mapping[str, Any]) -> bool:
 
 def read_cluster(path: str | Path) -> list[NodeType]:
     """The node types of a launcher YAML or a KubeRay manifest at full scale (module docstring)."""
-    import yaml
-
     try:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
     except (OSError, yaml.YAMLError) as exc:

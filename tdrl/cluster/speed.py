@@ -30,10 +30,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from tdrl.cluster.instances import GPUS, gpu_model
 from tdrl.config.base import ConfigError
+from tdrl.config.model import ModelConfig
 
 MEASURED_ROWS = ("tsn", "tsm", "tim", "tdrl")
 
@@ -149,7 +150,7 @@ class Network:
 
     temporal: str  # "none", "tsm", "tim"
     enhance: str  # "none", "pem", "mem"
-    td: bool  # a weighted TD loss (ratio > 0 and lambda > 0)
+    td: bool  # a TD loss that trains (ModelConfig.td_trains)
 
     @property
     def base(self) -> str:
@@ -169,13 +170,10 @@ class Network:
         return "tdrl" if (self.temporal, self.enhance, self.td) == ("tim", "pem", True) else None
 
 
-def network(flat: Mapping[str, Any]) -> Network:
-    """The :class:`Network` of a flat ``model.*`` configuration."""
-    td = float(flat.get("model.td_ratio", 0) or 0) > 0 and float(flat.get("model.td_lambda", 0) or 0) > 0
-    temporal = str(flat.get("model.temporal", "tim"))
-    if temporal not in ("none", "tsm", "tim"):
-        raise ConfigError(f"model.temporal={temporal!r}: no speed for it")
-    return Network(temporal, str(flat.get("model.enhance", "none")), td)
+def network(model: ModelConfig) -> Network:
+    """The :class:`Network` of a model configuration; its TD loss counts when it trains
+    (:attr:`~tdrl.config.model.ModelConfig.td_trains`: with lambda 0 the network trains as without it)."""
+    return Network(model.temporal, model.enhance, model.td_trains)
 
 
 @dataclass(frozen=True)
@@ -239,9 +237,9 @@ class Speed:
     model: str = ""  # the GPU-to-GPU model behind an "estimated from ... x f" note, in words
 
 
-def estimate(table: Sequence[Throughput], flat: Mapping[str, Any], gpu: str, *, size: int,
+def estimate(table: Sequence[Throughput], model: ModelConfig, gpu: str, *, size: int,
              convs: Mapping[str, ConvShare] | None = None, override: float | None = None) -> Speed | None:
-    """Clips/s per GPU of the flat configuration ``flat`` on GPU model ``gpu``, or None when nothing
+    """Clips/s per GPU of the network ``model`` at crop ``size`` on GPU model ``gpu``, or None when nothing
     measured applies (another backbone, width or crop size; an unknown GPU; a CPU run).
 
     ``override`` (``--clips-per-s``) wins. Otherwise the rows measured on ``gpu`` itself, else those of
@@ -250,11 +248,10 @@ def estimate(table: Sequence[Throughput], flat: Mapping[str, Any], gpu: str, *, 
     (:func:`load_conv_shares`)."""
     if override is not None:
         return Speed(override, "--clips-per-s", True)
-    backbone, width = str(flat.get("model.backbone", "resnet50")), float(flat.get("model.width", 1.0))
-    frames = int(flat.get("model.frames", 8))
-    if backbone != "resnet50" or width != 1.0:
+    backbone, frames = model.backbone, model.frames
+    if backbone != "resnet50" or model.width != 1.0:
         return None
-    net = network(flat)
+    net = network(model)
     usable = [t for t in table if t.size == size and t.backbone == backbone]
     gpus = sorted({t.gpu for t in usable}, key=lambda g: (g != gpu, -sum(t.gpu == g for t in usable), g))
     timing = next((x for g in gpus if (x := reference_seconds(usable, net, g, frames)) is not None), None)

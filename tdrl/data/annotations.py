@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tdrl.config.base import InputError
+from tdrl.config.base import InputError, literal_values
+from tdrl.config.data import DataConfig
 from tdrl.config.paths import is_uri, join
 
 V2_DEFAULTS = {"labels": "something-something-v2-labels.json",
@@ -77,7 +78,7 @@ def _read_text(path: Path | str) -> list[str]:
 
 def _read_uri(uri: str) -> str:
     """A remote annotation or label file's text, read into memory (pyarrow's filesystem for the scheme)."""
-    import pyarrow.fs
+    import pyarrow.fs  # remote roots only
 
     try:
         fs, path = pyarrow.fs.FileSystem.from_uri(uri)
@@ -294,6 +295,22 @@ def load_annotations(dataset: str, root: Path | str, annotations: Path | str | N
     raise AnnotationError(f"unknown dataset {dataset!r}; choose sthv1, sthv2, kinetics400 or list")
 
 
+def read_split(cfg: DataConfig, split: str) -> Annotations:
+    """Parse the annotation file of ``split`` ("train" or "val") named by ``cfg``, where its root is: a
+    remote root's files are read into memory (training stages them first: tdrl.data.builders)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    ann = cfg.train_annotations if split == "train" else cfg.val_annotations
+    return load_annotations(cfg.dataset, cfg.root, ann, split=split, labels=cfg.labels,
+                            video_dir=cfg.video_dir, video_ext=cfg.video_ext)
+
+
+def count_clips(cfg: DataConfig, split: str) -> int:
+    """Clips in the annotation file of ``split``. A remote root is read in memory, not staged: nothing
+    is written (the planner, ``--plan``)."""
+    return len(read_split(cfg, split).records)
+
+
 def class_counts(records: Sequence[VideoRecord], num_classes: int) -> list[int]:
     counts = [0] * num_classes
     for r in records:
@@ -305,9 +322,6 @@ def add_source_arguments(parser, *, root_help: str = "dataset directory") -> Non
     """The options that locate a dataset's files for :func:`load_annotations` (``tdrl data inspect``
     and ``tdrl data prepare``): ``--dataset``, ``--root``, ``--labels``, ``--video-dir``, ``--video-ext``.
     The commands make the paths typed absolute against the current folder."""
-    from tdrl.config.base import literal_values
-    from tdrl.config.data import DataConfig
-
     parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
                         help="annotation format")
     parser.add_argument("--root", required=True, help=root_help)

@@ -3,11 +3,13 @@ it costs, worked out before anything starts (no Ray, no files, no MLflow runs).
 
 The model, in the order the plan prints it:
 
-- **Trials**: rows x seeds, less those already trained: a FINISHED run of the same configuration
-  hash, seed and preset anywhere in the MLflow store (:func:`tdrl.study.sharing.find_shared`: this
-  study's own finished trials and runs another study trained, which a launch would share). The
+- **Trials**: the study's trial list (:func:`tdrl.study.trials.resolve_study`, as a launch resolves
+  it), less those already trained: a FINISHED run of the same configuration hash, seed and preset
+  anywhere in the MLflow store (:func:`tdrl.study.sharing.find_shared`: this study's own finished
+  trials and runs another study trained, which a launch would share). The
   store is only read, and only when it exists (MLflow creates a missing ``sqlite:///`` file).
-- **Dataset size**: the clips of the train and val annotations (:mod:`tdrl.data.annotations`); for a
+- **Dataset size**: the clips of the train and val annotations (:func:`tdrl.data.annotations.count_clips`:
+  a remote root's files are read in memory, nothing is staged or written); for a
   synthetic preset whose set is not generated yet, its generator's counts; for Something-Something
   V1/V2 that cannot be read here, the published split sizes (:data:`PUBLISHED_SPLITS`), said so.
 - **Per trial**: ``train.workers`` x (``train.cpus_per_worker`` CPU + 1 GPU on GPU nodes) and a driver
@@ -20,11 +22,11 @@ The model, in the order the plan prints it:
 - **Time**: a trial's seconds are ``epochs x (train clips + EVAL_COST x val clips) / (workers x
   clips/s per GPU)``: the GPUs are the bottleneck (data loading keeps up), DDP scales linearly, and a
   validation clip costs :data:`EVAL_COST` of a training clip (forward only; a backward pass costs
-  about two forwards). Clips/s per GPU of each row's own network on the cluster's GPU model come from
-  :mod:`tdrl.cluster.speed`: the ``benchmarks/throughput.py --json`` rows measured on that GPU, else
-  those measured on another (the H200) scaled by a stated model, printed with the factor;
-  ``--clips-per-s`` overrides. Trials are then packed greedily onto the side-by-side slots
-  (:func:`wall_seconds`).
+  about two forwards). A trial's rate is decided in one place, :func:`trial_rate`: clips/s per GPU
+  of its own network on the cluster's GPU model from :mod:`tdrl.cluster.speed` (the
+  ``benchmarks/throughput.py --json`` rows measured on that GPU, else those measured on another, the
+  H200, carried over by a stated model and printed with the factor); ``--clips-per-s`` overrides.
+  Trials are then packed greedily onto the side-by-side slots (:func:`wall_seconds`).
 - **Cost**: GPU-hours (trial hours x GPUs per trial) x the price of a GPU-hour: the GPU node types'
   prices (:data:`tdrl.cluster.instances.INSTANCES`: on demand, or spot for a spot node type) over
   their GPUs, or ``--gpu-hour-price``; plus the head node for the wall time when its price is known.
@@ -33,22 +35,26 @@ The model, in the order the plan prints it:
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from tdrl.cluster.instances import gpu_model
 from tdrl.cluster.nodes import NodeType, read_cluster
-from tdrl.cluster.speed import Speed, estimate, load_conv_shares, load_throughput, network, throughput_files
-from tdrl.config.base import ConfigError
+from tdrl.cluster.speed import (ConvShare, Speed, Throughput, estimate, load_conv_shares, load_throughput, network,
+                               throughput_files)
 from tdrl.config.experiment import Experiment
+from tdrl.data.annotations import count_clips
+from tdrl.study.sharing import find_shared
+from tdrl.study.trials import StudyTrials, Trial
+from tdrl.train.cluster import DRIVER_RESOURCE, driver_units
+from tdrl.train.presets import get_preset
+from tdrl.train.tracking import STUDY_RUN_TAG, get_run, sqlite_path
 
 EVAL_COST = 1 / 3  # a validation clip (forward) against a training clip (forward + backward ~ 3 forwards)
-DRIVER_RESOURCE = "TRAIN_DRIVER"  # tdrl.train.cluster.DRIVER_RESOURCE, repeated so planning imports no Ray
+
 
 # Published split sizes (train, val clips) of the datasets the paper uses; they add up with the
 # test splits to the totals the paper gives (108,499 and 220,847 videos).
@@ -70,13 +76,13 @@ class TrialNeed:
 def this_machine() -> list[NodeType]:
     """This machine as a local Ray would start: every core, the visible GPUs, the TRAIN_DRIVER resource."""
     cpus = os.cpu_count() or 1
-    return [NodeType("this machine", float(cpus), float(visible_gpus()), 1, {DRIVER_RESOURCE: max(4, 2 * cpus)},
+    return [NodeType("this machine", float(cpus), float(visible_gpus()), 1, {DRIVER_RESOURCE: driver_units(cpus)},
                      head=True)]
 
 
 def visible_gpus() -> int:
     try:
-        import torch
+        import torch  # seconds to import: only to count this machine's GPUs
 
         return torch.cuda.device_count()
     except Exception:  # no torch or no driver: no GPU
@@ -210,8 +216,6 @@ class Plan:
 def dataset_size(exp: Experiment, synthetic: Mapping[str, Any] | None) -> DataSize:
     """Train/val clips from the annotations; else a not-yet-generated synthetic set's counts; else the
     published split sizes of a known dataset (marked unreadable, so a launch would refuse)."""
-    from tdrl.data.dataset import count_clips
-
     try:  # a remote root is read in memory, not staged: the plan writes nothing
         train, val = (count_clips(exp.data, s) for s in ("train", "val"))
         return DataSize(train, val, f"annotations in {exp.data.root}", True)
@@ -230,17 +234,13 @@ def dataset_size(exp: Experiment, synthetic: Mapping[str, Any] | None) -> DataSi
 
 def _store_readable(uri: str) -> bool:
     """Read MLflow only where it exists: a ``sqlite:///`` store MLflow would create is left alone."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).is_file()
-    return True
+    db = sqlite_path(uri)
+    return db is None or db.is_file()
 
 
-def done_before(uri: str, flat: Mapping[str, Any], seed: int, preset: str, study_run: str) -> tuple[str, str]:
-    """``("finished"|"shared"|"train", source run)`` of one trial's configuration in the store."""
-    from tdrl.study.sharing import config_hash, find_shared
-    from tdrl.train.tracking import STUDY_RUN_TAG, get_run
-
-    source = find_shared(uri, config_hash(Experiment.from_flat(flat).flatten()), seed, preset)  # as a trial hashes
+def done_before(uri: str, trial: Trial, preset: str, study_run: str) -> tuple[str, str]:
+    """``("finished"|"shared"|"train", source run)`` of one trial's configuration hash and seed in the store."""
+    source = find_shared(uri, trial.config_hash, trial.seed, preset)
     if source is None:
         return "train", ""
     tags = get_run(uri, source.run_id).data.tags
@@ -249,25 +249,26 @@ def done_before(uri: str, flat: Mapping[str, Any], seed: int, preset: str, study
     return "shared", f"{source.study} run {source.run_id}"
 
 
-def plan_study(study_name: str, title: str, rows: Sequence[tuple[str, str, Mapping[str, Any]]], seeds: Sequence[int],
-               opts: Any, common: Mapping[str, Any], *, cluster: str | None = None, gpu_hour_price: float | None = None,
-               clips_per_s: float | None = None, repo: str | Path | None = None, lookup: bool = True) -> Plan:
-    """The plan of ``rows`` (key, label, flat overrides) x ``seeds`` under ``opts`` (a StudyOptions);
-    ``lookup`` looks for finished and shared runs in MLflow. Reads files and the MLflow store only."""
-    from tdrl.study.runner import base_experiment, default_storage, trial_name
-    from tdrl.train.presets import get_preset
-    from tdrl.train.tracking import tracking_uri
+def trial_rate(exp: Experiment, table: Sequence[Throughput], *, gpu: str, convs: Mapping[str, ConvShare],
+               clips_per_s: float | None = None) -> tuple[str, Speed | None]:
+    """The rate a trial trains at: ``(its network, clips/s per GPU or None)``. The one place a trial's
+    speed is decided: its own network (:func:`tdrl.cluster.speed.network`: TSM + PEM is not TDRL) on the
+    cluster's GPU model (:func:`tdrl.cluster.speed.estimate`); :func:`plan_trials` turns it into the
+    trial's seconds with :func:`trial_seconds`."""
+    return network(exp.model).name, estimate(table, exp.model, gpu, size=exp.data.input_size, convs=convs,
+                                             override=clips_per_s)
 
-    preset = get_preset(opts.preset)
-    experiment = f"{opts.experiment_prefix}-{study_name}"
-    study_run = opts.name or f"{study_name}-{opts.preset}"
-    uri = tracking_uri(opts.mlflow_uri)
-    base = base_experiment(opts, study_run, opts.storage or default_storage(), uri, experiment, common)
+
+def plan_trials(trials: StudyTrials, *, cluster: str | None = None, gpu_hour_price: float | None = None,
+                clips_per_s: float | None = None, repo: str | Path | None = None, lookup: bool = True) -> Plan:
+    """The plan of a resolved study (:func:`tdrl.study.trials.resolve_study`); ``lookup`` looks for
+    finished and shared runs in MLflow by the trials' hashes. Reads files and the MLflow store only."""
+    preset = get_preset(trials.preset)
+    base, uri = trials.base, trials.mlflow_uri
     data = dataset_size(base, preset.synthetic if base.data.dataset == "sthv2" else None)
     t = base.train
     nodes = read_cluster(cluster) if cluster else this_machine()
-    workers = int(getattr(t, "max_workers", t.workers))  # an elastic MIN-MAX run is planned at MAX
-    need = TrialNeed(workers, t.cpus_per_worker,
+    need = TrialNeed(_workers(t), t.cpus_per_worker,
                      any(n.gpus > 0 for n in nodes) if t.use_gpu is None else bool(t.use_gpu))
     gpu, gpu_node = (cluster_gpu(nodes) if cluster else (_local_gpu_model(), None)) if need.gpu else ("cpu", None)
     root = repo or _measurements_root()
@@ -279,49 +280,25 @@ def plan_study(study_name: str, title: str, rows: Sequence[tuple[str, str, Mappi
     pending = data.source.startswith("the preset's")  # not generated yet: its hash is not the launch's
     if pending and store:
         notes.append("the synthetic set is generated on launch: finished or shared runs are matched only then")
-    trials: list[TrialPlan] = []
+    planned: list[TrialPlan] = []
     speeds: dict[str, Speed | None] = {}
-    for key, label, overrides in rows:
-        for seed in seeds:
-            flat = {**base.flatten(), **overrides, "train.seed": seed,
-                    "train.name": trial_name(study_run, key, seed, "plan")}
-            row = network(flat).name  # each row timed as its own network: TSM + PEM is not TDRL
-            if row not in speeds:
-                speeds[row] = estimate(table, Experiment.from_flat(flat).flatten(), gpu, size=base.data.input_size,
-                                       convs=convs, override=clips_per_s)
-            status, source = done_before(uri, flat, seed, opts.preset, study_run) if store and not pending else ("train", "")
-            sp = speeds[row]
-            secs = (trial_seconds(t.epochs, data.train, data.val, workers, sp.clips_per_s)
-                    if sp is not None and data.train is not None else None)
-            trials.append(TrialPlan(key, label, seed, status, source, row, secs))
+    for trial in trials.trials:
+        exp = Experiment.from_flat(trial.flat)
+        row, sp = trial_rate(exp, table, gpu=gpu, convs=convs, clips_per_s=clips_per_s)
+        speeds.setdefault(row, sp)
+        status, source = done_before(uri, trial, trials.preset, trials.study_run) if store and not pending else ("train", "")
+        secs = (trial_seconds(exp.train.epochs, data.train, data.val, _workers(exp.train), sp.clips_per_s)
+                if sp is not None and data.train is not None else None)
+        planned.append(TrialPlan(trial.row, trial.label, trial.seed, status, source, row, secs))
     price, price_source, head_price = _prices(nodes, gpu_node, need, gpu_hour_price)
-    return Plan(study_name, title, opts.preset, len(seeds), trials, base.data.root, data, need,
-                f"--cluster {cluster}" if cluster else "this machine", nodes,
-                side_by_side(nodes, need, opts.max_concurrent), gpu, speeds, uri, price, price_source, head_price,
-                t.epochs, notes)
+    return Plan(trials.study.name, trials.study.title, trials.preset, trials.options.seeds, planned, base.data.root,
+                data, need, f"--cluster {cluster}" if cluster else "this machine", nodes,
+                side_by_side(nodes, need, trials.options.max_concurrent), gpu, speeds, uri, price, price_source,
+                head_price, t.epochs, notes)
 
 
-def grid_plan(study: Any, opts: Any, **kw: Any) -> Plan:
-    """The plan of a grid study (a :class:`~tdrl.study.definitions.Study`) under ``opts``; bad
-    ``--rows``/``--seeds``/``--set`` are refused as a launch refuses them."""
-    from tdrl.study.runner import grid_rows
-
-    rows = grid_rows(study, opts)
-    return plan_study(study.name, study.title, [(r, study.row(r).label, study.overrides(r)) for r in rows],
-                      range(opts.seeds), opts, study.common, **kw)
-
-
-def search_plan(opts: Any, samples: int, **kw: Any) -> Plan:
-    """The plan of ``tdrl search``: ``samples`` trials of the full TDRL network, seed 0 (the sampled
-    values are unknown before Optuna draws them, so none is looked up; ASHA may stop some early)."""
-    from tdrl.study.search import COMMON, NAME, TITLE
-
-    if samples < 1:
-        raise ConfigError(f"--samples={samples} must be >= 1")
-    plan = plan_study(NAME, TITLE, [(f"sample{i}", f"sample {i}", {}) for i in range(samples)], [0], opts, COMMON,
-                      lookup=False, **kw)
-    plan.notes.append("with --asha, trials stopped early take less: the time and cost are upper bounds")
-    return plan
+def _workers(t: Any) -> int:
+    return int(getattr(t, "max_workers", t.workers))  # an elastic MIN-MAX run is planned at MAX
 
 
 def print_plan(plan: Plan) -> int:
@@ -339,7 +316,7 @@ def _measurements_root() -> Path:
 
 def _local_gpu_model() -> str:
     try:
-        import torch
+        import torch  # seconds to import: only to name this machine's GPU
 
         return gpu_model(torch.cuda.get_device_name(0))
     except Exception:

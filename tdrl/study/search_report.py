@@ -49,9 +49,9 @@ def finished_trials(runs: pd.DataFrame, keys: list[str], metric: str = "val_top1
     return out.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 
-def _typed(value: str, dist: Any) -> Any:
+def typed_value(value: str, dist: Any) -> Any:
     """An MLflow param string back as the distribution's value type."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, IntDistribution  # optuna: seconds, off `tdrl tables --help`
 
     if isinstance(dist, CategoricalDistribution):
         for choice in dist.choices:
@@ -72,6 +72,7 @@ def optuna_study(trials: pd.DataFrame, distributions: Mapping[str, Any],
 
     Parameters are named without their section (``td_lambda``) and categorical values may be shown
     by a label (``labels["model.td_blocks"]["layer4.-1"] == "s4"``), so the figures stay legible."""
+    # optuna takes seconds to import: kept off the path of `tdrl tables --help` and the grid tables
     import optuna
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState, create_trial
@@ -85,7 +86,7 @@ def optuna_study(trials: pd.DataFrame, distributions: Mapping[str, Any],
              for k, d in distributions.items()}
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     for _, t in trials.iterrows():
-        params = {short(k): shown(k, _typed(str(t[k]), d)) for k, d in distributions.items()}
+        params = {short(k): shown(k, typed_value(str(t[k]), d)) for k, d in distributions.items()}
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=float(t["value"]), params=params,
                                      distributions=dists, user_attrs={"run_id": t["run_id"]}))
     return study
@@ -93,17 +94,18 @@ def optuna_study(trials: pd.DataFrame, distributions: Mapping[str, Any],
 
 def importances(study) -> dict[str, float]:
     """fANOVA importances (sum to 1), largest first."""
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances  # optuna: seconds to import
 
     return dict(get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0)))
 
 
 def save_figures(study, out_dir: Path, title: str = "") -> dict[str, Path]:
     """``search_<figure>.png`` for each of :data:`FIGURES`; returns the paths."""
+    # matplotlib and optuna's plots: seconds to import, needed only when figures are drawn
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display on a cluster node
     from optuna.exceptions import ExperimentalWarning
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization import matplotlib as ov

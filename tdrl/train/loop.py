@@ -40,13 +40,20 @@ from torch.utils.data import DataLoader, Subset
 
 from tdrl.config.experiment import Experiment
 from tdrl.config.train import TrainConfig
+from tdrl.data.builders import build_dataset, build_loader
+from tdrl.data.gpu_decode import batch_to_device
+from tdrl.model.network import build_model
 from tdrl.train.batching import GlobalBatchSampler, loss_weight
+from tdrl.train.checkpoint import load_trained, save_checkpoint
+from tdrl.train.console import quiet_console
 from tdrl.train.evaluate import predict, topk_correct
 from tdrl.train.runtime import Runtime, resolve_runtime
 from tdrl.train.schedule import lr_factor
+from tdrl.train.tracking import SCORE, EpochLogger
 
-METRICS = ("epoch", "train_loss", "train_ce", "train_td", "train_top1", "val_loss", "val_top1", "val_top5",
-           "lr", "clips_per_s", "skipped", "epoch_time_s", "workers", "step_clips_min", "step_clips_max")
+METRICS = ("epoch", "train_loss", "train_ce", "train_td", "train_top1", "val_loss", SCORE, "val_top5",
+           "lr", "clips_per_s", "skipped", "epoch_time_s", "workers", "step_clips_min",
+           "step_clips_max")  # SCORE: val_top1
 
 
 # --- the worker's place and its sums ------------------------------------------------------------------
@@ -68,10 +75,8 @@ class Job:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Job":
-        import ray.train
+        import ray.train  # Ray Train: in a worker only; the loop's parts also run in-process (tests, benchmarks)
         import ray.train.torch
-
-        from tdrl.train.console import quiet_console
 
         quiet_console()  # this worker's process: no per-rank "Reporting training result" lines
         run = dict(config.get("_run") or {})
@@ -135,8 +140,6 @@ class Loaders:
 def build_loaders(job: Job) -> Loaders:
     """This rank's shards: its part of every global batch (:class:`GlobalBatchSampler`, full global
     batches only), and the validation set as every ``world``-th video from ``rank``."""
-    from tdrl.data.dataset import build_dataset, build_loader
-
     d, t, frames = job.exp.data, job.exp.train, job.exp.model.frames
     train_set = build_dataset(d, "train", frames, train=True, seed=t.seed)
     val_set = build_dataset(d, "val", frames, train=False, seed=t.seed, multi_view=False)
@@ -184,11 +187,8 @@ def build_optimizer(net: torch.nn.Module, t: TrainConfig) -> tuple[torch.optim.O
 def build_training(job: Job) -> Training:
     """The network (from the latest registered checkpoint when Ray Train restarts or resumes the run),
     SGD with the configured parameter groups, and the per-epoch schedule."""
-    import ray.train
+    import ray.train  # Ray Train: in a worker only; the loop's parts also run in-process (tests, benchmarks)
     import ray.train.torch
-
-    from tdrl.model.network import build_model
-    from tdrl.train.checkpoint import load_trained
 
     t = job.exp.train
     checkpoint = ray.train.get_checkpoint()
@@ -226,8 +226,6 @@ def build_training(job: Job) -> Training:
 def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> MetricMeter:
     """One pass over this rank's shard; returns its sums (``loss``/``ce``/``td`` weighted by clips,
     ``hits``, ``clips``, ``seconds``, ``skipped``) and the clips of each optimiser step."""
-    from tdrl.data.gpu_decode import batch_to_device
-
     t, rt = job.exp.train, job.runtime
     loaders.sampler.set_epoch(epoch)
     loaders.train_set.set_epoch(epoch)  # new augmentation draws; resets the skip counters
@@ -286,7 +284,7 @@ def epoch_metrics(total: MetricMeter, *, epoch: int, lr: float, world: int, epoc
     seen, vn = total["clips"], max(total["val_clips"], 1.0)
     # Tune's progress table shows the first four metrics it sees: epoch, val/train top-1 and the loss.
     return {
-        "epoch": epoch, "val_top1": 100.0 * total["val_hits1"] / vn, "train_top1": 100.0 * total["hits"] / seen,
+        "epoch": epoch, SCORE: 100.0 * total["val_hits1"] / vn, "train_top1": 100.0 * total["hits"] / seen,
         "train_loss": total["loss"] / seen, "train_ce": total["ce"] / seen, "train_td": total["td"] / seen,
         "val_loss": total["val_loss"] / vn, "val_top5": 100.0 * total["val_hits5"] / vn,
         # seconds are summed over ranks that train side by side: their mean is the epoch's training time
@@ -300,9 +298,7 @@ def epoch_metrics(total: MetricMeter, *, epoch: int, lr: float, world: int, epoc
 
 def report_epoch(job: Job, tr: Training, metrics: dict[str, float], logger: Any) -> None:
     """Checkpoint (rank 0) and ``ray.train.report`` (every rank: a barrier), then MLflow (rank 0)."""
-    import ray.train
-
-    from tdrl.train.checkpoint import save_checkpoint
+    import ray.train  # Ray Train: in a worker only; the loop's parts also run in-process (tests, benchmarks)
 
     epoch = int(metrics["epoch"])
     tr.history[epoch] = metrics
@@ -320,8 +316,6 @@ def report_epoch(job: Job, tr: Training, metrics: dict[str, float], logger: Any)
 # --- the loop ----------------------------------------------------------------------------------------
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
-    from tdrl.train.tracking import EpochLogger
-
     job = Job.from_config(config)
     t = job.exp.train
     torch.manual_seed(t.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
@@ -361,7 +355,7 @@ def progress_line(job: Job, m: dict[str, float], eta_s: float) -> str:
     """The one console line of an epoch."""
     return (f"[tdrl] {job.name} epoch {int(m['epoch']) + 1}/{job.exp.train.epochs}  loss {m['train_loss']:.4f} "
             f"(ce {m['train_ce']:.4f} td {m['train_td']:.3f})  train top-1 {m['train_top1']:.1f}%  val top-1 "
-            f"{m['val_top1']:.1f}% top-5 {m['val_top5']:.1f}%  lr {m['lr']:.2e}  {m['clips_per_s']:.1f} clips/s  "
+            f"{m[SCORE]:.1f}% top-5 {m['val_top5']:.1f}%  lr {m['lr']:.2e}  {m['clips_per_s']:.1f} clips/s  "
             f"skipped {int(m['skipped'])}  {m['epoch_time_s']:.0f}s  ETA {_fmt_time(eta_s)}")
 
 
@@ -381,7 +375,7 @@ def _progress_bar(job: Job, loader: DataLoader, epoch: int) -> Iterable:
     """``loader`` itself, or wrapped in Ray's driver-side tqdm bar (``progress=bar``, rank 0)."""
     if job.progress != "bar" or job.rank != 0:
         return loader
-    from ray.experimental.tqdm_ray import tqdm
+    from ray.experimental.tqdm_ray import tqdm  # Ray: in a worker only (see from_config)
 
     return tqdm(loader, desc=f"epoch {epoch + 1}/{job.exp.train.epochs}", total=len(loader))
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from tdrl.train.tracking import log_artifacts
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -146,8 +148,6 @@ def save_study_chart(df: "pd.DataFrame", out: str | Path, **kwargs) -> Path:
 def log_study_chart(df: "pd.DataFrame", run_id: str, tracking_uri: str, name: str = "study_chart.png",
                     **kwargs) -> str:
     """Draw the chart and log it to MLflow run ``run_id`` as ``figures/<name>``; returns that artifact path."""
-    from tdrl.train.tracking import log_artifacts
-
     with tempfile.TemporaryDirectory(prefix="tdrl-study-chart-") as tmp:
         png = save_study_chart(df, Path(tmp) / name, **kwargs)
         log_artifacts(tracking_uri, run_id, [png], artifact_path=ARTIFACT_DIR)

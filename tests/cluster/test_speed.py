@@ -9,6 +9,7 @@ import pytest
 
 from tdrl.cluster import speed as sp
 from tdrl.cluster.instances import GPUS
+from tdrl.config.model import ModelConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,9 +21,11 @@ CONV = {"H200": sp.ConvShare("H200", 0.25, "p.txt")}
 R50 = {"model.backbone": "resnet50", "model.width": 1.0, "model.frames": 8}
 
 
-def flat(temporal: str, enhance: str = "none", td: float = 0.0, **extra) -> dict:
-    return {**R50, "model.temporal": temporal, "model.enhance": enhance, "model.td_ratio": td,
+def flat(temporal: str, enhance: str = "none", td: float = 0.0, **extra) -> ModelConfig:
+    """The ModelConfig of flat ``model.*`` keys (ResNet-50, 8 frames, TD lambda 2e-4 unless given)."""
+    keys = {**R50, "model.temporal": temporal, "model.enhance": enhance, "model.td_ratio": td,
             "model.td_lambda": 2e-4, **extra}
+    return ModelConfig(**{k.removeprefix("model."): v for k, v in keys.items()})
 
 
 PROFILE = """## tdrl: 32 clips x 8 frames x 224^2, 3 steps
@@ -58,7 +61,7 @@ def test_networks_of_the_paper_tables():
     assert sp.network(flat("tsm", td=0.5)).name == "tsm+td"
     assert sp.network(flat("tim", "pem", 0.5)).measured_row == "tdrl"
     assert sp.network(flat("tim", "mem")).measured_row is None
-    assert sp.network(flat("tim", td=0.5, **{"model.td_lambda": 0.0})).name == "tim"  # lambda 0: no TD term
+    assert sp.network(flat("tim", td=0.5, **{"model.td_lambda": 0.0})).name == "tim"  # lambda 0: trains as without TD
 
 
 def test_reference_seconds_measured_and_composed():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tdrl.data.annotations import (AnnotationError, load_annotations, parse_kinetics, parse_list, parse_sthv1,
-                                   parse_sthv2, read_class_list, read_sthv2_labels)
+from tdrl.config.data import DataConfig
+from tdrl.data.annotations import (AnnotationError, count_clips, load_annotations, parse_kinetics, parse_list,
+                                   parse_sthv1, parse_sthv2, read_class_list, read_sthv2_labels)
 
 
 def test_real_v1_labels_keep_file_order_not_alphabetical(real: Path) -> None:
@@ -113,9 +114,6 @@ def test_missing_annotation_file_named(tmp_path: Path) -> None:
 def test_a_uri_root_is_read_in_memory_and_counted_without_staging(tmp_path: Path, monkeypatch) -> None:
     """`--plan` counts a remote dataset's clips: a ``file://`` (as ``s3://``, ``gs://``) root's
     annotation and label files are read through pyarrow, nothing is staged or written."""
-    from tdrl.config.data import DataConfig
-    from tdrl.data.dataset import count_clips
-
     root = tmp_path / "ssv1"
     root.mkdir()
     (root / "something-something-v1-labels.csv").write_text("Zebra class\nApple class\n")

@@ -68,11 +68,11 @@ def _throughput_json(path: Path, device: str, rows: list[tuple[str, int, str, fl
 
 
 def test_network_rows_of_the_studies():
+    from tdrl.config.experiment import Experiment
     from tdrl.study.definitions import get_study
 
     def row(study: str, key: str) -> str:
-        s = get_study(study)
-        return network({**s.common, **s.overrides(key)}).name
+        return network(Experiment.from_flat(get_study(study).overrides(key)).model).name
 
     assert [row("table3", k) for k in ("tsn", "baseline", "pem", "td", "pem_td")] == [
         "tsn", "tsm", "tsm+pem", "tsm+td", "tsm+pem+td"]  # TSM + PEM is timed as itself, not as TDRL
@@ -83,14 +83,14 @@ def test_network_rows_of_the_studies():
 def test_paper_table3_on_aws_by_hand(tmp_path, monkeypatch):
     """Table 3 x 3 seeds on cluster/aws.yaml with a measured A10G table: every figure worked out here."""
     from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions
+    from tdrl.study.trials import StudyOptions, resolve_study
 
     monkeypatch.chdir(tmp_path)  # data/something-something-v1 is missing: the published split sizes
     _throughput_json(tmp_path / "benchmarks" / "results" / "a10g.json", "NVIDIA A10G",
                      [("tsn", 8, "eager", 150.0), ("tsm", 8, "eager", 120.0), ("tim", 8, "eager", 110.0),
                       ("tdrl", 8, "eager", 100.0)])
     opts = StudyOptions(preset="paper", seeds=3, mlflow_uri=f"sqlite:///{tmp_path / 'none.db'}")
-    plan = P.grid_plan(get_study("table3"), opts, cluster=AWS, repo=tmp_path)
+    plan = P.plan_trials(resolve_study(get_study("table3"), opts), cluster=AWS, repo=tmp_path)
     assert (plan.data.train, plan.data.val, plan.data.readable) == (86_017, 11_522, False)
     assert len(plan.trials) == len(plan.to_train) == 15 and plan.concurrent == 2 and plan.gpu == "A10G"
     per_epoch = 86_017 + 11_522 / 3  # validation clips at a third of a training clip
@@ -110,7 +110,7 @@ def test_paper_table3_on_aws_by_hand(tmp_path, monkeypatch):
     # 15 trials on 2 slots in grid order: the slots end at 2 tsn + tsm + 3 tsm+pem + ... : both near half the work
     assert plan.wall_s == pytest.approx(P.wall_seconds([t.seconds for t in plan.trials], 2))
     assert sum(t.seconds for t in plan.trials) / 2 <= plan.wall_s <= sum(t.seconds for t in plan.trials) / 2 + tsm_pem
-    priced = P.grid_plan(get_study("table3"), opts, cluster=AWS, repo=tmp_path, gpu_hour_price=2.0)
+    priced = P.plan_trials(resolve_study(get_study("table3"), opts), cluster=AWS, repo=tmp_path, gpu_hour_price=2.0)
     assert priced.cost == pytest.approx(priced.gpu_hours * 2.0 + priced.wall_s / 3600 * 0.384)
     text = P.format_plan(plan)
     assert "15 to train" in text and "2 trial(s) side by side" in text and "NOT READABLE" in text
@@ -138,14 +138,14 @@ def test_table3_gpu_hours_follow_the_gpu_model(tmp_path, monkeypatch):
     >= 3x the GPU-hours on A10Gs (g5.12xlarge) as on H100s (p5.48xlarge), >= 1.5x on A100s
     (a2-highgpu-4g) as on H100s (a3-highgpu-8g); each row at its own network's rate; the model printed."""
     from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions
+    from tdrl.study.trials import StudyOptions, resolve_study
 
     monkeypatch.chdir(tmp_path)
     opts = StudyOptions(preset="paper", seeds=3, mlflow_uri=f"sqlite:///{tmp_path / 'none.db'}")
     study = get_study("table3")
 
     def plan(cluster: str) -> P.Plan:
-        return P.grid_plan(study, opts, cluster=cluster, repo=REPO)
+        return P.plan_trials(resolve_study(study, opts), cluster=cluster, repo=REPO)
 
     g5, p5 = plan(AWS), plan(_cluster_with(tmp_path, "aws", "p5.48xlarge", 192, 8))
     a2, a3 = plan(str(REPO / "cluster" / "gcp.yaml")), plan(_cluster_with(tmp_path, "gcp", "a3-highgpu-8g", 208, 8))
@@ -160,22 +160,22 @@ def test_table3_gpu_hours_follow_the_gpu_model(tmp_path, monkeypatch):
         assert f"model     rates carried to the {p.gpu}: 29% of the H200's TSN step in convolutions" in text
     assert p5.price == pytest.approx(55.04 / 8) and a3.price == pytest.approx(88.49 / 8)
     # --clips-per-s still wins over the model
-    fixed = P.grid_plan(study, opts, cluster=AWS, repo=REPO, clips_per_s=100.0)
+    fixed = P.plan_trials(resolve_study(study, opts), cluster=AWS, repo=REPO, clips_per_s=100.0)
     assert {sp.clips_per_s for sp in fixed.speed.values()} == {100.0}
     assert "estimated from" not in P.format_plan(fixed)
 
 
 def test_a_spot_cluster_is_priced_at_spot(tmp_path, monkeypatch):
     from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions
+    from tdrl.study.trials import StudyOptions, resolve_study
 
     monkeypatch.chdir(tmp_path)
     opts = StudyOptions(preset="paper", seeds=1, rows=("baseline",), mlflow_uri=f"sqlite:///{tmp_path / 'none.db'}")
-    spot = P.grid_plan(get_study("table3"), opts, cluster=_cluster_with(tmp_path, "aws", "g5.12xlarge", 48, 4, True),
-                       repo=REPO)
+    trials = resolve_study(get_study("table3"), opts)
+    spot = P.plan_trials(trials, cluster=_cluster_with(tmp_path, "aws", "g5.12xlarge", 48, 4, True), repo=REPO)
     assert spot.price == pytest.approx(3.0607 / 4) and "g5.12xlarge spot $3.0607/h" in spot.price_source
     assert "A10G g5.12xlarge spot" in P.format_plan(spot)
-    kuberay = P.grid_plan(get_study("table3"), opts, cluster=str(REPO / "cluster" / "kuberay.yaml"), repo=REPO)
+    kuberay = P.plan_trials(trials, cluster=str(REPO / "cluster" / "kuberay.yaml"), repo=REPO)
     assert kuberay.gpu == "A100-80GB" and kuberay.cost is None  # the groups' gpu.product label; no instance price
     assert "pass --gpu-hour-price USD" in P.format_plan(kuberay)
 
@@ -215,10 +215,8 @@ def test_plan_starts_nothing_and_counts_runs_already_in_mlflow(study_data, tmp_p
 
     import tdrl.train.cluster as cluster
     from tdrl.cli import main as tdrl_main
-    from tdrl.config.experiment import Experiment
     from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions, base_experiment
-    from tdrl.study.sharing import config_hash
+    from tdrl.study.trials import StudyOptions, resolve_study
     from tdrl.train import tracking
     from study_helpers import TINY, set_args
 
@@ -232,11 +230,11 @@ def test_plan_starts_nothing_and_counts_runs_already_in_mlflow(study_data, tmp_p
     # Table 7's lambda 0 = Table 5's ratio 0: a finished Table 7 run of seed 0 makes that trial shared.
     opts = StudyOptions(preset="smoke", data=study_data, seeds=2, mlflow_uri=uri, rows=("ratio0", "ratio50"),
                         overrides=dict(TINY))
-    base = base_experiment(opts, "table5-smoke", str(work / "runs"), uri, "tdrl-table5", get_study("table5").common)
-    flat = Experiment.from_flat({**base.flatten(), **get_study("table5").overrides("ratio0"), "train.seed": 0}).flatten()
+    ratio0 = resolve_study(get_study("table5"), opts).trials[0]
+    assert (ratio0.row, ratio0.seed) == ("ratio0", 0)
     run_id, _ = tracking.find_or_create_run(
         uri, "tdrl-table7", run_name="t7", match={tracking.RUN_NAME_TAG: "t7"},
-        tags={tracking.CONFIG_HASH_TAG: config_hash(flat), tracking.SEED_TAG: "0", tracking.PRESET_TAG: "smoke",
+        tags={tracking.CONFIG_HASH_TAG: ratio0.config_hash, tracking.SEED_TAG: "0", tracking.PRESET_TAG: "smoke",
               tracking.STUDY_TAG: "table7", tracking.STUDY_RUN_TAG: "table7-smoke"})
     tracking.mlflow_client(uri).log_metric(run_id, "val_top1", 50.0)
     tracking.end_run(uri, run_id)
@@ -263,11 +261,10 @@ def test_plan_starts_nothing_and_counts_runs_already_in_mlflow(study_data, tmp_p
 def test_a_study_refuses_unreadable_data_before_ray(tmp_path, monkeypatch, capsys):
     """`--data` pointing at a folder without annotations (or the paper preset without its dataset) is
     refused with exit 2 before Ray starts, instead of starting every trial to fail."""
-    import tdrl.train.cluster as cluster
     from tdrl.cli import main as tdrl_main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cluster, "connect_ray", lambda *a, **k: pytest.fail("Ray started on unreadable data"))
+    monkeypatch.setattr("tdrl.study.runner.connect_ray", lambda *a, **k: pytest.fail("Ray started on unreadable data"))
     other = tmp_path / "not-a-dataset"
     other.mkdir()
     (other / "notes.txt").write_text("hello")
@@ -286,7 +283,9 @@ def test_a_fresh_data_folder_gets_the_synthetic_set(tmp_path, monkeypatch):
     (a smoke study under `ray job submit` given an absolute path), then reads it."""
     from study_helpers import TINY_SYNTH
 
-    from tdrl.study.runner import StudyOptions, check_study_data
+    from tdrl.study.definitions import get_study
+    from tdrl.study.runner import prepare_study_data
+    from tdrl.study.trials import StudyOptions, resolve_study
     from tdrl.train import presets
 
     tiny = presets.Preset("smoke", "tiny", {**presets.PRESETS["smoke"].values, "model.num_classes": 4}, dict(TINY_SYNTH))
@@ -294,6 +293,6 @@ def test_a_fresh_data_folder_gets_the_synthetic_set(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     for root in (empty, tmp_path / "new" / "folder"):
-        check_study_data(StudyOptions(preset="smoke", data=str(root)), {})
+        prepare_study_data(resolve_study(get_study("table5"), StudyOptions(preset="smoke", data=str(root))))
         labels = json.loads((root / "something-something-v2-labels.json").read_text())
         assert len(labels) == 4 and len(json.loads((root / "something-something-v2-train.json").read_text())) == 64
