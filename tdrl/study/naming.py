@@ -45,11 +45,19 @@ SAMPLED_LABELS = {"model.td_lambda": "λ {:.1e}", "model.td_ratio": "ratio {:g}"
                   "model.td_position": "TD {}", "model.td_blocks": "at {}", "model.mem_init": "m0 {}"}
 
 
+def sampled_label(sampled: Mapping[str, Any], shown: Mapping[str, Mapping[Any, str]] | None = None) -> str:
+    """A search's sampled values as people read them: ``λ 2.0e-04, ratio 0.5, PEM after, TD after, m0
+    last``; ``shown`` gives a key's values a shorter name (``{"model.td_blocks": {"layer4.-1": "s4"}}``)."""
+    shown = shown or {}
+    return ", ".join(fmt.format(shown.get(k, {}).get(sampled[k], sampled[k]))
+                     for k, fmt in SAMPLED_LABELS.items() if k in sampled)
+
+
 def trial_label(row_label: str | None, sampled: Mapping[str, Any], seed: int) -> str:
     """The MLflow run name people read, as the table does: ``+50% TDLoss · seed 0``; a search trial
     by its sampled values (``λ 2.0e-04, ratio 0.5, PEM after, TD after, m0 last · seed 0``)."""
     if row_label is None:
-        row_label = ", ".join(fmt.format(sampled[k]) for k, fmt in SAMPLED_LABELS.items() if k in sampled)
+        row_label = sampled_label(sampled)
     return f"{row_label or 'trial'} · seed {seed}"
 
 

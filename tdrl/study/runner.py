@@ -86,8 +86,9 @@ def _fs(path: str):
     return pyarrow.fs.LocalFileSystem(), str(Path(path).resolve())
 
 
-def read_state(study_dir: str) -> dict[str, Any] | None:
-    fs, p = _fs(join(study_dir, STATE_FILE))
+def read_state(study_dir: str, name: str = STATE_FILE) -> dict[str, Any] | None:
+    """The JSON file ``name`` of a study folder (local or a URI), or None when it has none."""
+    fs, p = _fs(join(study_dir, name))
     try:
         with fs.open_input_stream(p) as f:
             return json.loads(f.read().decode())
@@ -95,8 +96,8 @@ def read_state(study_dir: str) -> dict[str, Any] | None:
         return None
 
 
-def write_state(study_dir: str, state: Mapping[str, Any]) -> None:
-    fs, p = _fs(join(study_dir, STATE_FILE))
+def write_state(study_dir: str, state: Mapping[str, Any], name: str = STATE_FILE) -> None:
+    fs, p = _fs(join(study_dir, name))
     fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(p) as f:
         f.write(json.dumps(state, indent=1, default=str).encode())
@@ -104,8 +105,10 @@ def write_state(study_dir: str, state: Mapping[str, Any]) -> None:
 
 def grid_options(opts: StudyOptions) -> dict[str, Any]:
     """The options that fix a study run's trials; a resumed run must be asked for the same ones."""
-    return {"preset": opts.preset, "seeds": opts.seeds, "rows": list(opts.rows), "data": opts.data,
-            "overrides": dict(opts.overrides)}
+    fixed = {"preset": opts.preset, "seeds": opts.seeds, "rows": list(opts.rows), "data": opts.data,
+             "overrides": dict(opts.overrides)}
+    # only when set: the state files of studies from seed 0 (which lack the key) still resume
+    return {**fixed, "first_seed": opts.first_seed} if opts.first_seed else fixed
 
 
 def check_resumable(study_dir: str, study_run: str, opts: StudyOptions) -> None:
@@ -196,7 +199,7 @@ def grid_space(trials: StudyTrials) -> dict[str, Any]:
     study = trials.study
     keys = sorted({k for r in trials.rows for k in study.overrides(r)})
     values = {k: {r: study.overrides(r).get(k) for r in trials.rows} for k in keys}
-    return {"row": tune.grid_search(list(trials.rows)), "seed": tune.grid_search(list(range(trials.options.seeds))),
+    return {"row": tune.grid_search(list(trials.rows)), "seed": tune.grid_search(trials.seeds),
             **{k: tune.sample_from(partial(_row_value, values[k])) for k in keys}}
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from tdrl.cli import main as tdrl_main
 from tdrl.config.base import ConfigError
 from tdrl.study.cli import add_common_arguments, finish, options_from_args
+from tdrl.study.confirm import resolve_confirm, run_confirm
 from tdrl.study.definitions import PEM, TD, TIM_BASELINE, Row, Study
 from tdrl.study.naming import tables_dir
 from tdrl.study.plan import Plan, plan_trials, print_plan
@@ -124,16 +125,27 @@ def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, gra
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``tdrl search``'s options (the study options, less ``--seeds`` and ``--rows``)."""
+    """``tdrl search``'s options (the study options, less ``--rows``; ``--seeds`` is the confirmation's)."""
     add_common_arguments(p)
     p.add_argument("--samples", type=int, default=16, help="number of trials")
+    p.add_argument("--confirm", type=int, default=None, metavar="K",
+                   help="instead of searching: re-train the search --name's top K finished configurations with "
+                        "--seeds fresh seeds (1..S; the search trains seed 0) beside the TIM baseline, and tabulate "
+                        "them (confirm.md: search score beside confirmed mean, paired difference, p, Holm's p)")
+    p.add_argument("--seeds", type=int, default=5, help="with --confirm: seeds per configuration (default 5)")
     p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on the epoch)")
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--search-seed", type=int, default=0, help="Optuna sampler seed")
 
 
 def run(args: argparse.Namespace) -> int:
-    opts = options_from_args(args, name=args.name or f"search-{args.preset}")
+    opts = options_from_args(args, name=args.name or f"search-{args.preset}", seeds=1)
+    if args.confirm is not None:  # the search named by --name is read, not run
+        if args.plan:
+            trials, _, _ = resolve_confirm(opts, opts.name, args.confirm, args.seeds)
+            return print_plan(plan_trials(trials, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
+                                          clips_per_s=args.clips_per_s))
+        return finish(run_confirm(opts, opts.name, args.confirm, args.seeds), "confirmation")
     if args.plan:  # print what would run, start nothing
         return print_plan(search_plan(opts, args.samples, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
                                       clips_per_s=args.clips_per_s))

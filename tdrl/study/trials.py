@@ -58,6 +58,7 @@ class StudyOptions:
     preset: str = DEFAULT_PRESET
     data: str | None = None  # data.root
     seeds: int = 1
+    first_seed: int = 0  # seeds are first_seed .. first_seed + seeds - 1 (a confirmation skips the search's seed 0)
     name: str | None = None  # study run name; default "<study>-<preset>"
     storage: str | None = None  # default $TDRL_STORAGE, else ./runs/studies
     mlflow_uri: str | None = None  # default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
@@ -106,6 +107,11 @@ class StudyTrials:
         return self.options.preset
 
     @property
+    def seeds(self) -> list[int]:
+        """The seeds each row trains, in order."""
+        return list(range(self.options.first_seed, self.options.first_seed + self.options.seeds))
+
+    @property
     def study_dir(self) -> str:
         """The Tune experiment's folder: ``<storage>/<study run>``."""
         return join(self.storage, self.study_run)
@@ -113,6 +119,8 @@ class StudyTrials:
     def parent_params(self) -> dict[str, Any]:
         """The parent run's params: the rows and seeds a grid runs, the preset, and ``base.<key>``."""
         grid = {} if self.sampled else {"study.rows": ",".join(self.rows), "study.seeds": self.options.seeds}
+        if self.options.first_seed:  # only when set: the params of studies from seed 0 stay as they were
+            grid["study.first_seed"] = self.options.first_seed
         return {**grid, "study.preset": self.preset, **{f"base.{k}": v for k, v in self.base.flatten().items()}}
 
     def trial_for(self, config: Mapping[str, Any]) -> Trial:
@@ -149,6 +157,12 @@ def default_storage() -> str:
     return env if env else str(Path("runs/studies").resolve())
 
 
+def storage_of(opts: StudyOptions) -> str:
+    """Where the study runs of ``opts`` keep their Tune experiments: an absolute folder or a URI."""
+    storage = opts.storage or default_storage()
+    return storage if is_uri(storage) else absolute(storage)
+
+
 def resolve_study(study: Study, opts: StudyOptions, *, sampled: Sequence[str] = ()) -> StudyTrials:
     """The study's trials under ``opts`` (the module docstring's precedence), validated: an unknown
     row, a bad seed count, a key ``--set`` may not change or a value a configuration refuses raises
@@ -158,12 +172,13 @@ def resolve_study(study: Study, opts: StudyOptions, *, sampled: Sequence[str] = 
     rows = _check_rows(study, opts)
     if opts.seeds < 1:
         raise ConfigError(f"--seeds={opts.seeds} must be >= 1")
+    if opts.first_seed < 0:
+        raise ConfigError(f"the first seed ({opts.first_seed}) must be >= 0")
     user = {**({"data.root": opts.data} if opts.data else {}), **opts.overrides}
     _refuse_fixed(study, opts, sampled)
     study_run = study_run_name(study.name, opts.preset, opts.name)
     experiment = experiment_name(study.name, opts.experiment_prefix)
-    storage = opts.storage or default_storage()
-    storage = storage if is_uri(storage) else absolute(storage)
+    storage = storage_of(opts)
     uri = tracking_uri(opts.mlflow_uri)
     run = {"train.storage_path": join(storage, study_run, "train"), "train.mlflow_uri": uri,
            "train.experiment": experiment, "train.progress": "none"}  # many trials side by side: Tune's table is the progress
@@ -175,7 +190,7 @@ def resolve_study(study: Study, opts: StudyOptions, *, sampled: Sequence[str] = 
     trials = []
     for key in rows:
         row = study.row(key)
-        for seed in range(opts.seeds):
+        for seed in range(opts.first_seed, opts.first_seed + opts.seeds):
             prefix = trial_prefix(study_run, key, seed)
             flat = layered(row.overrides, {"train.seed": seed, "train.name": prefix}).flatten()
             trials.append(Trial(key, seed, prefix, flat, row.label,

@@ -25,12 +25,13 @@ def test_bad_input_exits_2_before_ray(argv, message, capsys, monkeypatch):
     assert message in err and err.startswith(f"tdrl {argv[0]}: error:")
 
 
-def test_search_has_no_seeds_and_study_names_resolve(capsys):
+def test_search_seeds_are_the_confirmations_and_study_names_resolve(capsys):
     from tdrl.study.definitions import get_study
 
     with pytest.raises(SystemExit):
         tdrl_main(["search", "--help"])
-    assert "--seeds" not in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--seeds SEEDS with --confirm: seeds per configuration" in out  # a search trains seed 0 only
     assert get_study("ablation_ratio") is get_study("5") is get_study("table5")
 
 
