@@ -54,13 +54,15 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                       help="print the trials still to train, how many run side by side, the estimated wall time, "
                            "GPU-hours and cost, then exit: no Ray, no files, no MLflow runs")
     plan.add_argument("--cluster", default=None, metavar="YAML",
-                      help="plan for this Ray cluster-launcher YAML (e.g. cluster/aws.yaml) at full scale; "
-                           "default: this machine")
+                      help="plan for this Ray cluster-launcher YAML or KubeRay manifest (e.g. cluster/aws.yaml) "
+                           "at full scale; default: this machine")
     plan.add_argument("--gpu-hour-price", type=float, default=None, metavar="USD",
-                      help="price of one GPU-hour (default: the node type's on-demand list price, tdrl/study/plan.py)")
+                      help="price of one GPU-hour (default: the GPU node types' on-demand, or spot, price from "
+                           "tdrl/cluster/instances.py)")
     plan.add_argument("--clips-per-s", type=float, default=None, metavar="N",
-                      help="training clips/s per GPU (or CPU worker) instead of the measured table "
-                           "(benchmarks/results/*.json, else spec.md's H100 yardstick)")
+                      help="training clips/s per GPU (or CPU worker) instead of each network's rate on the "
+                           "cluster's GPU (benchmarks/results/*.json, carried from the GPU it was measured on by "
+                           "tdrl/cluster/speed.py; else spec.md's H100 yardstick)")
 
 
 def add_arguments(p: argparse.ArgumentParser, study_name: str | None = None) -> None:
