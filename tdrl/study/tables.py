@@ -28,8 +28,8 @@ from tdrl.config.base import ConfigError
 from tdrl.study.definitions import STUDIES, Study, get_study
 from tdrl.study.family import Entry, family_frame, family_markdown
 from tdrl.study.naming import EXPERIMENT_PREFIX, TABLES_DIR, experiment_name, trial_label
-from tdrl.study.search_report import log_search_report, ranked_trials, search_backbone
-from tdrl.study.search_space import optuna_distributions
+from tdrl.study.search_report import log_search_report, ranked_trials, search_backbone, short
+from tdrl.study.search_space import optuna_distributions, td_block_choices
 from tdrl.study.stats import CONFIDENCE, TEST_NAME, Paired, fmt_difference, fmt_p, holm, paired_difference
 from tdrl.train.tracking import (BATCH_LIMIT, ROLE_TAG, ROW_TAG, SCORE, SEED_TAG, SHARED_STUDY_TAG, STUDY_RUN_TAG,
                                  child_runs, find_run, get_run, log_artifacts, mlflow_client, tracking_uri, with_retry)
@@ -387,10 +387,18 @@ def report_search_tables(uri: str, experiment: str, study_run: str | None, out_d
     out = out_dir / name
     out.mkdir(parents=True, exist_ok=True)
     runs = child_runs(uri, experiment, parent)
-    trials = ranked_trials(runs, list(optuna_distributions(search_backbone(runs))))
-    trials.to_csv(out / "search_trials.csv", index=False)
+    backbone = search_backbone(runs)
+    trials = ranked_trials(runs, list(optuna_distributions(backbone)))
+    trials.to_csv(out / "search_trials.csv", index=False)  # the exact values; the Markdown is for reading
+    choices = td_block_choices(backbone)
+    shown = trials.assign(**{"model.td_lambda": [f"{float(v):.2e}" for v in trials["model.td_lambda"]],
+                             "model.td_blocks": [{v: k for k, v in choices.items()}.get(v, v)
+                                                 for v in trials["model.td_blocks"]]})
+    shown.columns = [short(c) for c in shown.columns]
     md = out / "search_trials.md"
-    md.write_text(f"**The search's trials, best first** — {name}\n\n" + frame_markdown(trials) + "\n")
+    md.write_text(f"**The search's trials, best first** — {name}\n\n" + frame_markdown(shown) + "\n\ntd_blocks: "
+                  + "; ".join(f"{k} = {v}" for k, v in choices.items()) + f" ({backbone}). Exact values: "
+                  f"search_trials.csv.\n")
     print(md.read_text())
     log_search_report(uri, experiment, parent, out, caption=name, log=log)
     if log:

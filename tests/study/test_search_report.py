@@ -99,6 +99,11 @@ def test_tables_search_reads_the_newest_search_and_logs_on_its_parent(tmp_path, 
     folder = out / "search-t"
     trials = pd.read_csv(folder / "search_trials.csv")
     assert len(trials) == 8 and trials["val_top1"].is_monotonic_decreasing
+    md = (folder / "search_trials.md").read_text()  # readable: lambda to 3 digits, blocks by their name
+    best = trials.iloc[0]
+    name = {v: k for k, v in td_block_choices("resnet18").items()}[best["model.td_blocks"]]
+    assert f"| {best['trial']} | {best['model.td_lambda']:.2e} | {best['model.td_ratio']} |" in md
+    assert f"| {name} | {best['model.mem_init']} |" in md and "| trial | td_lambda | td_ratio |" in md
     assert "The search's trials, best first" in capsys.readouterr().out
     logged = {a.path for a in client.list_artifacts(parent, "search")}
     assert {"search/search_trials.csv", "search/search_importance.md", "search/search_slice.png"} <= logged
