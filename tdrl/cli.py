@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data inspect": ("tdrl.data.inspect", "counts, unreadable/short items and a decoded sample of a dataset"),
     "data prepare": ("tdrl.data.prepare", "convert a dataset once into JPEG frame folders at shorter side 256"),
     "data manifest": ("tdrl.data.manifest", "list a dataset folder's files with sizes and SHA-256 (for staging)"),
+    "data pack": ("tdrl.data.shards", "pack a dataset folder into ~1 GB tar shards with their SHA-256 (for staging)"),
+    "data stage": ("tdrl.data.staging", "copy a remote dataset (s3://, gs://, file:///) onto this node's disk"),
     "visualize pem": ("tdrl.viz.cli_pem", "paper Fig. 3: channels PEM excites and suppresses, per frame"),
     "visualize tm": ("tdrl.viz.cli_tm", "paper Fig. 4: feature maps before/after TM, with and without the TD loss"),
     "visualize curves": ("tdrl.viz.cli_curves", "learning curves (loss, top-1, TD term) of an MLflow run"),

@@ -27,8 +27,9 @@ class DataConfig:
     root: str = field(default="data/synth", metadata={
         "help": "dataset directory; in a configuration file, relative annotation/label paths are "
                 "resolved against it (on a command line, against the current folder); or a remote "
-                "s3://, gs:// or file:/// folder with a tdrl-manifest.tsv, copied once onto each node's "
-                "local disk ($TDRL_STAGE_DIR, default <tmp>/tdrl-stage; docs/data.md)", "path": True})
+                "s3://, gs:// or file:/// folder packed by tdrl data pack (tdrl-shards.tsv) or with a "
+                "tdrl-manifest.tsv, copied once onto each node's local disk ($TDRL_STAGE_DIR, default "
+                "<tmp>/tdrl-stage; docs/data.md)", "path": True})
     video_dir: str = field(default="", metadata={
         "help": "folder of the videos / frame folders (empty = root itself; in a configuration file, "
                 "relative to root)", "path": True})

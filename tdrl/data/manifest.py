@@ -40,9 +40,14 @@ class Entry:
     sha256: str
 
 
+def is_temporary(name: str) -> bool:
+    """The temporary names of an interrupted ``tdrl data prepare`` or ``tdrl data pack``."""
+    return name.endswith(".part") or ".part-" in name
+
+
 def _skipped(name: str) -> bool:
-    """The manifest itself and the temporary names of an interrupted prepare run."""
-    return name == MANIFEST or name.endswith(".part") or ".part-" in name
+    """The manifest itself and temporaries."""
+    return name == MANIFEST or is_temporary(name)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -17,7 +17,9 @@ complete, so an existing folder is a finished video and is skipped; a rerun conv
 missing (e.g. a deleted folder), and ``prepare.json`` records the parameters, so a rerun with other
 ``short_side``/``quality`` is refused instead of mixing sizes (use ``force``). Every run ends by
 writing ``tdrl-manifest.tsv`` (each file's size and SHA-256, :mod:`tdrl.data.manifest`), so the
-folder can be uploaded to a bucket and staged onto each node (``data.root=s3://...``). Videos are converted
+folder can be uploaded to a bucket and staged onto each node (``data.root=s3://...``); ``--pack DEST``
+then packs it into tar shards under DEST (:mod:`tdrl.data.shards`), the form to upload for a set of
+millions of frames. Videos are converted
 by ``workers`` processes. Unreadable videos are reported with their file and annotation line: the
 run converts the rest, then raises :class:`PrepareError` (nothing is written to the split files)
 unless ``skip_bad``, which leaves them out of the split files.
@@ -41,6 +43,7 @@ from tdrl.config.base import ConfigError, InputError
 from tdrl.config.paths import absolute
 from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS, add_source_arguments, load_annotations
 from tdrl.data.manifest import write_manifest
+from tdrl.data.shards import add_shard_size_argument, pack_folder, report
 
 FRAMES_DIR = "frames"
 LABELS_FILE = "labels.txt"
@@ -343,6 +346,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave unreadable videos out of the split files instead of failing")
     parser.add_argument("--force", action="store_true", help="redo every video")
+    parser.add_argument("--pack", default=None, metavar="DEST",
+                        help="then pack the output into tar shards under DEST, the folder to upload for a large "
+                             "set (tdrl data pack OUT DEST)")
+    add_shard_size_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -364,4 +371,7 @@ def run(args: argparse.Namespace) -> int:
     f = info.data_fields()
     opts = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in f.items() if k != "video_dir")
     print(f"train on it with: tdrl train {opts} [--decode-on device]")
+    if args.pack:
+        dest = absolute(args.pack)
+        print(report(dest, pack_folder(info.out, dest, args.shard_size)))
     return 0

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from tdrl.config.base import ConfigError
+from tdrl.study.search_report import log_search_report
+from tdrl.study.search_space import search_space, td_block_choices  # noqa: F401 (re-exported)
 from tdrl.study import tables as T
 from tdrl.study.definitions import PEM, TD, TIM_BASELINE
 from tdrl.study.runner import METRIC, StudyOptions, StudyResult, run_tune
@@ -25,34 +27,6 @@ from tdrl.study.runner import METRIC, StudyOptions, StudyResult, run_tune
 NAME = "search"
 TITLE = "Optuna TPE search: TD lambda, TD channel ratio, PEM and TD-loss positions, TD blocks, memory init"
 COMMON: dict[str, Any] = {**TIM_BASELINE, **PEM, **TD}  # the full TDRL network
-
-
-def td_block_choices(backbone: str) -> dict[str, str]:
-    """The TD-loss block sets the search chooses from, ``label -> model.td_blocks`` (comma-separated,
-    as the flag takes it; strings because Optuna's categorical choices must be plain values): the last
-    block of stage 4; of stages 3-4; of stages 2-4 (the paper's); every block of stages 3-4, written
-    out for ``backbone``'s depth (ResNet-18: 2 + 2 blocks, ResNet-50: 6 + 3)."""
-    from tdrl.model.resnet import ARCHS  # imports torch: not on the path of `tdrl search --help`
-
-    blocks = ARCHS[backbone][1]
-    every = ",".join(f"layer{s}.{i}" for s in (3, 4) for i in range(blocks[s - 1]))
-    return {"s4": "layer4.-1", "s3-4": "layer3.-1,layer4.-1", "s2-4": "layer2.-1,layer3.-1,layer4.-1",
-            "all s3-4": every}
-
-
-def search_space(backbone: str = "resnet18") -> dict[str, Any]:
-    """The Tune search space (OptunaSearch converts it); keys are flat configuration keys. The block
-    choices depend on the backbone's depth (:func:`td_block_choices`)."""
-    from ray import tune
-
-    return {
-        "model.td_lambda": tune.loguniform(1e-5, 1e-3),
-        "model.td_ratio": tune.quniform(0.125, 1.0, 0.125),
-        "model.enhance_position": tune.choice(["before", "after"]),
-        "model.td_position": tune.choice(["before", "after"]),
-        "model.td_blocks": tune.choice(list(td_block_choices(backbone).values())),
-        "model.mem_init": tune.choice(["last", "first", "zeros"]),
-    }
 
 
 def results_frame(result: StudyResult) -> pd.DataFrame:
@@ -114,8 +88,9 @@ def run_search(opts: StudyOptions, *, samples: int = 16, asha: bool = False, gra
 
     def after(res: StudyResult) -> pd.DataFrame:
         df = results_frame(res)
-        log_results(df, Path(opts.tables_out or Path("runs/tables").resolve() / res.name), res.name,
-                    res.mlflow_uri, res.parent_run_id)
+        out = Path(opts.tables_out or Path("runs/tables").resolve() / res.name)
+        log_results(df, out, res.name, res.mlflow_uri, res.parent_run_id)
+        log_search_report(res.mlflow_uri, res.experiment, res.parent_run_id, out, caption=res.name)
         return df
 
     return run_tune(study_name=NAME, title=TITLE, opts=opts, param_space=space, common=COMMON,

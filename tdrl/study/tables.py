@@ -4,7 +4,9 @@ Measured numbers come only from MLflow runs: the FINISHED child runs of a study'
 per row and seed, each holding the last epoch's ``val_top1``/``val_top5``/``train_top1``. Rows are
 averaged over seeds (mean and sample standard deviation, ``ddof=1``; one seed gives no std). Every
 row is also compared with its study's baseline row, paired by seed (:mod:`tdrl.study.stats`): the
-mean difference, its 95 % t interval and a paired t-test's p-value, beside the paper's difference.
+mean difference, its 95 % t interval and a paired t-test's p-value, beside the paper's difference,
+and that p adjusted by Holm's method over the table's comparisons (every row with a p-value against
+the baseline, the TSN reference included: the family is what the table prints).
 A row whose runs were shared from another study (same configuration and seed, trained once) says so.
 
 Output: Markdown, CSV (the same numbers) and a PNG chart of the differences to the baseline (the
@@ -22,11 +24,13 @@ from typing import Any, Iterable
 import pandas as pd
 
 from tdrl.study.definitions import Study
+from tdrl.study.search_report import log_search_report, ranked_trials, search_backbone
+from tdrl.study.search_space import optuna_distributions
 
 # Tag names live with the rest of tdrl's MLflow code; re-exported here for the study modules.
 from tdrl.train.tracking import (CONFIG_HASH_TAG, PARENT_TAG, PRESET_TAG, ROLE_TAG, ROW_LABEL_TAG,  # noqa: E402,F401
                                  ROW_TAG, SEED_TAG, SHARED_FROM_TAG, SHARED_STUDY_TAG, STUDY_RUN_TAG, STUDY_TAG,
-                                 TABLE_TAG, TRIAL_TAG)
+                                 TABLE_TAG, TRIAL_TAG, child_runs, get_run, log_artifacts)
 
 METRICS = {"top1": "val_top1", "top5": "val_top5", "train_top1": "train_top1"}
 
@@ -61,7 +65,7 @@ def runs_to_records(runs: pd.DataFrame) -> pd.DataFrame:
 
 TABLE_COLUMNS = ["key", "row", "n", "paper_top1", "top1_mean", "top1_std", "paper_top5", "top5_mean", "top5_std",
                  "train_top1_mean", "paper_diff", "diff_n", "diff_mean", "diff_low", "diff_high", "diff_p",
-                 "significant", "shared"]
+                 "diff_p_holm", "significant", "shared"]
 
 
 def _by_seed(sub: pd.DataFrame, metric: str) -> dict[int, float]:
@@ -80,7 +84,7 @@ def build_table(study: Study, records: pd.DataFrame) -> pd.DataFrame:
     ``train_top1``, ``shared`` (one line per run). Rows without runs get NaN and ``n = 0``; records
     of unknown rows are ignored.
     """
-    from tdrl.study.stats import paired_difference
+    from tdrl.study.stats import holm, paired_difference
 
     def sub_of(key: str) -> pd.DataFrame:
         return records[records["row"] == key] if len(records) else records
@@ -111,6 +115,8 @@ def build_table(study: Study, records: pd.DataFrame) -> pd.DataFrame:
         shared = sorted({str(x) for x in sub["shared"] if str(x)}) if "shared" in sub else []
         line["shared"] = ",".join(shared)
         lines.append(line)
+    for line, adjusted in zip(lines, holm([line["diff_p"] for line in lines])):
+        line["diff_p_holm"] = adjusted
     return pd.DataFrame(lines, columns=TABLE_COLUMNS)
 
 
@@ -140,7 +146,7 @@ def to_markdown(study: Study, table: pd.DataFrame, *, caption: str = "") -> str:
 
     top5 = study.has_top5 or table["top5_mean"].notna().any()
     head = [study.row_header, "Top-1 paper", "Top-1 measured", "Δ paper", "Δ measured [95% CI]", "p",
-            "Train top-1", "seeds"]
+            "p Holm", "Train top-1", "seeds"]
     if top5:
         head[3:3] = ["Top-5 paper", "Top-5 measured"]
     lines = [f"**{study.title}**" + (f" — {caption}" if caption else ""), "",
@@ -152,13 +158,15 @@ def to_markdown(study: Study, table: pd.DataFrame, *, caption: str = "") -> str:
         if top5:
             cells += [fmt_paper(t["paper_top5"]), fmt_measured(t["top5_mean"], t["top5_std"])]
         cells += ["" if is_base else _fmt_signed(t["paper_diff"]), "" if is_base else _cell_diff(t),
-                  "" if is_base else fmt_p(t["diff_p"]), fmt_measured(t["train_top1_mean"], float("nan")),
+                  "" if is_base else fmt_p(t["diff_p"]), "" if is_base else fmt_p(t["diff_p_holm"]),
+                  fmt_measured(t["train_top1_mean"], float("nan")),
                   str(int(t["n"])) + (f" (shared: {t['shared']})" if t["shared"] else "")]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"Paper: Something-Something V1 validation, 8 frames, single clip (%). Measured: last-epoch "
              f"validation accuracy (%), mean ± std over seeds; train top-1 is the last epoch's running "
              f"training accuracy. Δ: row − baseline in points; measured Δ is paired by seed, with its "
              f"{CONFIDENCE:.0%} t interval ({TEST_NAME} for p); * marks an interval that excludes 0. "
+             f"p Holm: p adjusted by Holm's method over this table's comparisons with its baseline. "
              f"A row \"shared\" with another study reuses that study's runs of the same configuration "
              f"and seed."]
     if study.note:
@@ -320,13 +328,115 @@ def name_child_runs(uri: str, experiment: str, parent_run_id: str, study: Study)
     return renamed
 
 
+def read_runs_csv(path: Path) -> pd.DataFrame:
+    """A ``<study>_runs.csv`` as :func:`write_outputs` writes it, back as records."""
+    from tdrl.config.base import ConfigError
+
+    records = pd.read_csv(path, dtype={"row": str, "shared": str}, keep_default_na=False,
+                          na_values={c: [""] for c in ("seed", *METRICS)})
+    missing = {"row", "seed", "top1"} - set(records.columns)
+    if missing:
+        raise ConfigError(f"{path} lacks the column(s) {', '.join(sorted(missing))}; it should be the per-run "
+                          f"file `tdrl tables` writes")
+    return records
+
+
+def family_entries(study: Study, records: pd.DataFrame) -> list:
+    """The study's component comparisons (every row but the baseline and the references) as
+    :class:`tdrl.study.family.Entry`, top-1 by seed."""
+    from tdrl.study.family import Entry
+
+    def by_seed(key: str) -> dict[int, float]:
+        return _by_seed(records[records["row"] == key] if len(records) else records, "top1")
+
+    base = by_seed(study.baseline)
+    return [Entry(study.name, r.label, by_seed(r.key), base) for r in study.rows
+            if r.key != study.baseline and r.key not in study.references]
+
+
+def report_family(studies: Iterable[Study], runs_dir: Path, out_dir: str | Path) -> Path | None:
+    """``family.md``/``family.csv`` in ``out_dir``: every component comparison of the studies whose
+    ``<study>_runs.csv`` is in ``runs_dir``, adjusted together (:mod:`tdrl.study.family`); printed."""
+    from tdrl.study.family import family_frame, family_markdown
+
+    entries, table_holm = [], {}
+    for study in studies:
+        path = runs_dir / f"{study.name}_runs.csv"
+        if not path.is_file():
+            continue
+        records = read_runs_csv(path)
+        entries += family_entries(study, records)
+        table = build_table(study, records)
+        table_holm.update({(study.name, row): p for row, p in zip(table["row"], table["diff_p_holm"])})
+    if not entries:
+        return None
+    frame = family_frame(entries, table_holm)
+    out = Path(out_dir)
+    frame.to_csv(out / "family.csv", index=False)
+    md = out / "family.md"
+    md.write_text("**Every comparison with a baseline, as one family**\n\n" + family_markdown(frame))
+    print(md.read_text())
+    return md
+
+
+def report_from_runs(studies: Iterable[Study], runs_dir: Path, out_dir: str | Path, *, caption: str = "",
+                     explicit: bool = True) -> int:
+    """Rebuild tables from per-run files (``<study>_runs.csv``, as :func:`write_outputs` writes them)
+    instead of MLflow: the statistics of a committed results folder can be recomputed without its
+    store. A named study without its file is an error; with no study named, the files present are used."""
+    from tdrl.config.base import ConfigError
+
+    found = 0
+    for study in studies:
+        path = runs_dir / f"{study.name}_runs.csv"
+        if not path.is_file():
+            if explicit:
+                raise ConfigError(f"--from-runs: {path} does not exist; it is the per-run file `tdrl tables` "
+                                  f"writes beside {study.name}.md")
+            continue
+        records = read_runs_csv(path)
+        paths = write_outputs(study, build_table(study, records), out_dir, caption=caption, records=records)
+        print(paths["markdown"].read_text())
+        found += 1
+    if not found:
+        print(f"no <study>_runs.csv files in {runs_dir}")
+        return 1
+    print(f"tables written to {Path(out_dir).resolve()}")
+    return 0
+
+
+def report_search_tables(uri: str, experiment: str, study_run: str | None, out_dir: Path, log: bool = True) -> int:
+    """``tdrl tables search``: the newest (or named) search's trials best first (``search_trials.md``/
+    ``.csv``), its parameter importances and figures (:mod:`tdrl.study.search_report`), written to
+    ``out_dir/<search run>``, printed, and logged on its parent run. 1 when there is no search run."""
+    parent = find_parent_run(uri, experiment, study_run)
+    if parent is None:
+        print(f"no search run{f' named {study_run}' if study_run else ''} in {experiment} at {uri}")
+        return 1
+    name = get_run(uri, parent).data.tags.get(STUDY_RUN_TAG, parent)
+    out = out_dir / name
+    out.mkdir(parents=True, exist_ok=True)
+    runs = child_runs(uri, experiment, parent)
+    trials = ranked_trials(runs, list(optuna_distributions(search_backbone(runs))))
+    trials.to_csv(out / "search_trials.csv", index=False)
+    md = out / "search_trials.md"
+    md.write_text(f"**The search's trials, best first** — {name}\n\n" + frame_markdown(trials) + "\n")
+    print(md.read_text())
+    log_search_report(uri, experiment, parent, out, caption=name, log=log)
+    if log:
+        log_artifacts(uri, parent, [out / "search_trials.csv", md], artifact_path="search")
+    print(f"search report written to {out.resolve()}")
+    return 0
+
+
 # --- `tdrl tables` ---------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
     from tdrl.study.definitions import STUDIES
 
     parser.add_argument("studies", nargs="*", metavar="STUDY",
-                        help=f"studies to tabulate: {', '.join(STUDIES)} or script names (default: all with runs)")
+                        help=f"studies to tabulate: {', '.join(STUDIES)} or script names (default: all with runs); "
+                             f"'search' reports the newest Optuna search (trials, importances, figures)")
     parser.add_argument("--mlflow-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
     parser.add_argument("--out", default="runs/tables", help="folder for the .md/.csv/.png files")
@@ -336,6 +446,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--parent-run", dest="parent_run_id", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--experiment-prefix", default="tdrl", help="MLflow experiments are PREFIX-<study>")
     parser.add_argument("--no-log", action="store_true", help="do not log the files on the parent run")
+    parser.add_argument("--family", action="store_true",
+                        help="also write family.md/.csv: every comparison with a baseline across the studies, "
+                             "Holm-adjusted together, with the seeds each would need (tdrl/study/family.py)")
+    parser.add_argument("--from-runs", default=None, metavar="DIR",
+                        help="read each study's runs from DIR/<study>_runs.csv (the per-run file this command "
+                             "writes, e.g. docs/results) instead of MLflow; --name is then the caption")
 
 
 def run(args) -> int:
@@ -345,12 +461,24 @@ def run(args) -> int:
     from tdrl.train.tracking import tracking_uri
 
     uri = tracking_uri(args.mlflow_uri)
+    if "search" in args.studies:  # the Optuna search is no grid: its own report
+        code = report_search_tables(uri, f"{args.experiment_prefix}-search", args.name, Path(args.out),
+                                    log=not args.no_log)
+        args.studies = [s for s in args.studies if s != "search"]
+        if not args.studies:
+            return code
     try:
         studies = [get_study(s) for s in args.studies] if args.studies else list(STUDIES.values())
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from exc
     if args.parent_run_id and len(studies) != 1:
         raise ConfigError("--parent-run-id needs exactly one STUDY")
+    if args.from_runs:
+        code = report_from_runs(studies, Path(args.from_runs), args.out, caption=args.name or "",
+                                explicit=bool(args.studies))
+        if args.family and code == 0:
+            report_family(studies, Path(args.out), args.out)
+        return code
     found = 0
     for study in studies:
         exp = experiment_name(study, args.experiment_prefix)
@@ -362,5 +490,7 @@ def run(args) -> int:
     if not found:
         print(f"no study runs found at {uri}")
         return 1
+    if args.family:
+        report_family(studies, Path(args.out), args.out)
     print(f"tables written to {Path(args.out).resolve()}")
     return 0

@@ -16,6 +16,10 @@ every ``TDRL_ELASTIC_RESIZE_INTERVAL_S`` checks whether it can grow again (a res
 global batch and the lr are MAX's on any size (tdrl.train.batching); the epoch metric ``workers``
 records each epoch's size.
 
+Remote data (``data.root=s3://...``): staged on every node before the workers form their process
+group (tdrl.train.node_staging): by the driver on the nodes there are, then by each worker group as it
+starts (nodes the autoscaler adds, replacements).
+
 Checkpoints: ``CheckpointConfig(num_to_keep=keep_best, checkpoint_score_attribute="val_top1")``;
 Ray Train V2's checkpoint manager keeps the ``keep_best`` best by validation top-1 and never deletes
 the latest one, so resume always has the newest state.
@@ -155,16 +159,22 @@ def resize_interval_s() -> float:
     return float(os.environ.get(RESIZE_ENV, DEFAULT_RESIZE_S))
 
 
+def worker_resources(t: Any) -> dict[str, float]:
+    """What one training worker asks of Ray."""
+    return {"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}
+
+
 def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[Any] = ()):
     """The TorchTrainer for a resolved experiment; ``run`` is the loop's private ``_run`` dict."""
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
 
     from tdrl.train.loop import train_loop_per_worker
+    from tdrl.train.node_staging import torch_config
 
     t = exp.train
     use_gpu = bool(t.use_gpu)
-    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    resources = worker_resources(t)
     scaling = ray.train.ScalingConfig(num_workers=scaling_workers(t), use_gpu=use_gpu, resources_per_worker=resources,
                                       elastic_resize_monitor_interval_s=resize_interval_s())
     run_config = ray.train.RunConfig(
@@ -179,7 +189,7 @@ def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[A
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={**exp.flatten(), "_run": dict(run)},
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=torch_config("nccl" if use_gpu else "gloo", exp.data.root),
         scaling_config=scaling,
         run_config=run_config,
     )
@@ -229,6 +239,10 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
     preflight_resume(exp)
     exp, started_here = prepare_cluster(exp)
     t = exp.train
+    if is_uri(exp.data.root):  # every node holds the data before a worker waits in a collective
+        from tdrl.train.node_staging import stage_on_nodes
+
+        stage_on_nodes(exp.data.root, worker_resources(t))
     run_id, resumed = tracking.start_run(t.mlflow_uri, t.experiment, t.name, exp.flatten(),
                                          parent_run_id=parent_run_id, tags=tags, display_name=run_label)
     marker_dir = "" if is_uri(t.storage_path) else str(Path(t.storage_path) / t.name / "_tdrl_markers")

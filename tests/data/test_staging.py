@@ -111,7 +111,8 @@ def test_interrupted_copy_resumes_keeping_finished_files(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 9, out.stderr
     local = local_folder(uri, base)
-    assert sorted(p.name for p in local.iterdir()) == ["f0.bin", "f1.bin", "f2.bin" + PART]
+    # The record of what the files are verified against is written before the first copy.
+    assert sorted(p.name for p in local.iterdir()) == ["f0.bin", "f1.bin", "f2.bin" + PART, MANIFEST]
     assert (local / ("f2.bin" + PART)).stat().st_size == MIB  # the partial file, one chunk in
     kept = {n: (local / n).stat().st_ino for n in ("f0.bin", "f1.bin")}
     with open(local / "f1.bin", "r+b") as f:  # and a finished file damaged since: shorter than listed

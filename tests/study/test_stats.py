@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tdrl.study.definitions import get_study
-from tdrl.study.stats import fmt_difference, fmt_p, paired_difference
+from tdrl.study.stats import fmt_difference, fmt_p, holm, paired_difference
 from tdrl.study.tables import build_table, chart_frame, to_markdown
 
 
@@ -92,8 +92,11 @@ def test_table_pairs_rows_with_the_baseline_by_seed():
 
     md = to_markdown(study, build_table(study, recs))
     assert "| baseline [11] (baseline) | 46.1 | 64.0 ± 5.3 | 74.7 |" in md
-    # p by hand: t = 3 / (1 / sqrt 3), 2 dof -> 1 - t / sqrt(t^2 + 2) = 0.035.
-    assert "| +PEM | 48.7 | 67.0 ± 6.1 | 77.8 | 87.0 ± 6.1 | +2.6 | +3.0 [+0.5, +5.5] * | 0.035 | 87.0 | 3 |" in md
+    # p by hand: t = 3 / (1 / sqrt 3), 2 dof -> 1 - t / sqrt(t^2 + 2) = 0.035. Holm over the two rows with
+    # a p (TSN: d = -15, -18, -24, t = 19 / (sqrt 21 / sqrt 3) = 7.18, p = 0.0189): TSN's is the smaller,
+    # x2 = 0.038; PEM's x1 = 0.035 is raised to that running maximum, 0.038.
+    assert ("| +PEM | 48.7 | 67.0 ± 6.1 | 77.8 | 87.0 ± 6.1 | +2.6 | +3.0 [+0.5, +5.5] * | 0.035 | 0.038 | 87.0 "
+            "| 3 |") in md
     assert "(1 seed: no interval)" in md and "1 (shared: table5)" in md and "paired t-test" in md
 
     chart = chart_frame(study, build_table(study, recs))
@@ -117,3 +120,35 @@ def test_outputs_hold_the_same_numbers_and_every_run(tmp_path):
     assert list(zip(runs["row"], runs["seed"])) == [("lambda0", 0), ("lambda0", 1), ("lambda1e-4", 0), ("lambda1e-4", 1)]
     assert "+2.0 [" in paths["markdown"].read_text()
     assert paths["png"].stat().st_size > 5000
+
+
+def test_holm_by_hand():
+    # Sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04, but never below
+    # the previous adjusted value: 0.06). Returned in the input's order; NaN is not in the family.
+    adjusted = holm([0.01, 0.04, float("nan"), 0.03, 0.005])
+    assert adjusted[:2] == [pytest.approx(0.03), pytest.approx(0.06)]
+    assert math.isnan(adjusted[2])
+    assert adjusted[3:] == [pytest.approx(0.06), pytest.approx(0.02)]
+    assert holm([0.4, 0.6]) == [pytest.approx(0.8), pytest.approx(0.8)]  # capped at 1 only above 1
+    assert holm([0.7, 0.9]) == [1.0, 1.0]
+    assert holm([0.2]) == [0.2] and holm([]) == []
+
+
+def test_holm_column_over_the_rows_compared_with_the_baseline():
+    """Table 4's TSN, MEM and PEM rows against the baseline, seeds 0-2 (TD rows without runs): a
+    family of three p-values, each the paired t-test's, adjusted by hand from them."""
+    base = {0: 50.0, 1: 52.0, 2: 51.0}
+    rows = {"tsn": {0: 20.0, 1: 23.0, 2: 21.0}, "mem": {0: 45.0, 1: 48.0, 2: 44.0}, "pem": {0: 51.0, 1: 52.5, 2: 51.0}}
+    lines = [{"row": r, "seed": s, "top1": v} for r, seeds in {"baseline": base, **rows}.items() for s, v in seeds.items()]
+    t = build_table(get_study("table4"), pd.DataFrame(lines)).set_index("key")
+    p = {r: paired_difference(rows[r], base).p for r in rows}
+    order = sorted(p, key=p.get)  # smallest first: x3, then x2, then x1, as a running maximum
+    expected, running = {}, 0.0
+    for factor, r in zip((3, 2, 1), order):
+        running = max(running, min(1.0, factor * p[r]))
+        expected[r] = running
+    for r in rows:
+        assert t.loc[r, "diff_p"] == pytest.approx(p[r])
+        assert t.loc[r, "diff_p_holm"] == pytest.approx(expected[r])
+    assert math.isnan(t.loc["baseline", "diff_p_holm"]) and math.isnan(t.loc["td", "diff_p_holm"])
+    assert t.loc["pem", "diff_p_holm"] >= t.loc["pem", "diff_p"]

@@ -37,12 +37,13 @@ def test_markdown_has_paper_column_and_layout():
     lines = md.splitlines()
     assert "Table 5" in lines[0]
     assert lines[2] == ("| Method | Top-1 paper | Top-1 measured | Top-5 paper | Top-5 measured | Δ paper | "
-                        "Δ measured [95% CI] | p | Train top-1 | seeds |")
-    assert "| baseline (baseline) | 46.1 | 42.0 ± 2.0 | – | 80.0 ± 0.0 |  |  |  | – | 3 |" in lines
-    assert "| +25% TDLoss | 47.7 | – | – | – | +1.6 | – | – | – | 0 |" in lines
-    # ratio50 - ratio0 over seeds 0 and 1: d = (10, 10), a tie -> degenerate interval, p = 0.
-    assert "| +50% TDLoss | 48.4 | 51.0 ± 1.4 | – | 90.5 ± 0.7 | +2.3 | +10.0 [+10.0, +10.0] * | <0.001 | – | 2 |" in lines
-    assert "| +100% TDLoss | 47.3 | 47.0 | – | 88.0 | +1.2 | +7.0 (1 seed: no interval) | – | – | 1 |" in lines
+                        "Δ measured [95% CI] | p | p Holm | Train top-1 | seeds |")
+    assert "| baseline (baseline) | 46.1 | 42.0 ± 2.0 | – | 80.0 ± 0.0 |  |  |  |  | – | 3 |" in lines
+    assert "| +25% TDLoss | 47.7 | – | – | – | +1.6 | – | – | – | – | 0 |" in lines
+    # ratio50 - ratio0 over seeds 0 and 1: d = (10, 10), a tie -> degenerate interval, p = 0 (Holm: 1 x 0).
+    assert ("| +50% TDLoss | 48.4 | 51.0 ± 1.4 | – | 90.5 ± 0.7 | +2.3 | +10.0 [+10.0, +10.0] * | <0.001 | <0.001 "
+            "| – | 2 |") in lines
+    assert "| +100% TDLoss | 47.3 | 47.0 | – | 88.0 | +1.2 | +7.0 (1 seed: no interval) | – | – | – | 1 |" in lines
 
 
 def test_fmt_measured():

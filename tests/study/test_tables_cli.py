@@ -32,3 +32,23 @@ def test_tables_command_reads_the_named_prefix_and_reports_exit_codes(tmp_path, 
     assert main(["tables", "table5", *argv, "--name", "table5-t"]) == 0
     assert main(["tables", "table5", *argv, "--name", "other"]) == 1  # no study run of that name
     assert "no study runs found at" in capsys.readouterr().out
+
+
+def test_tables_from_committed_runs_files_rebuild_the_same_table_and_the_family(tmp_path, capsys):
+    """``--from-runs``: the per-run file an MLflow report wrote rebuilds the same table without the
+    store; ``--family`` adds family.md; a named study without its file exits 2 naming the path."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _store(uri, "bench-table5")
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["tables", "table5", "--mlflow-uri", uri, "--out", str(first), "--experiment-prefix", "bench",
+                 "--no-log"]) == 0
+    assert main(["tables", "table5", "--from-runs", str(first), "--out", str(again), "--name", "table5-t",
+                 "--family"]) == 0
+    assert (again / "table5.md").read_text() == (first / "table5.md").read_text()
+    assert (again / "table5.csv").read_text() == (first / "table5.csv").read_text()
+    family = (again / "family.md").read_text()
+    # d = 5, 6: mean 5.5, s_d = 0.707, t_{0.975, 1} = 12.706: half-width 12.706 * 0.707 / sqrt 2 = 6.35
+    assert "| table5 +50% TDLoss | 2 | +5.5 [-0.9, +11.9] | 0.7 |" in family
+    capsys.readouterr()
+    assert main(["tables", "table4", "--from-runs", str(first), "--out", str(again)]) == 2
+    assert f"{first / 'table4_runs.csv'} does not exist" in capsys.readouterr().err
