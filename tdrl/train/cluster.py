@@ -48,17 +48,21 @@ def trial_resources() -> dict[str, float]:
     return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE, 0) >= 1 else {"CPU": 1}
 
 
+def script_beside_python(name: str) -> str | None:
+    """The console script ``name`` that pip installed beside the running Python (a venv's ``bin/``), or
+    None. ``sys.executable`` is not resolved, so a venv's symlinked ``python`` gives the venv's folder:
+    found without PATH, so a venv that is not activated works."""
+    script = Path(sys.executable).parent / name
+    return str(script) if script.is_file() and os.access(script, os.X_OK) else None
+
+
 def ray_command() -> list[str]:
     """The ``ray`` command line of the running Python, for ``subprocess``: ``[".../bin/ray"]``.
 
-    The ``ray`` script pip installs beside this interpreter (a venv's ``bin/``; ``sys.executable`` is
-    not resolved, so a venv's symlinked ``python`` gives the venv's folder) is found without PATH, so a
-    venv that is not activated works; a ``ray`` found on PATH may belong to another Python, whose Ray
-    workers cannot import this environment's packages. Where no script sits beside the interpreter (a
-    venv made with ``--system-site-packages`` over an install that has Ray), the same CLI runs as
-    ``python -m ray.scripts.scripts`` with this interpreter.
+    The ``ray`` script beside this interpreter (:func:`script_beside_python`); a ``ray`` found on PATH
+    may belong to another Python, whose Ray workers cannot import this environment's packages. Where no
+    script sits beside the interpreter (a venv made with ``--system-site-packages`` over an install that
+    has Ray), the same CLI runs as ``python -m ray.scripts.scripts`` with this interpreter.
     """
-    script = Path(sys.executable).parent / "ray"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "ray.scripts.scripts"]
+    script = script_beside_python("ray")
+    return [script] if script else [sys.executable, "-m", "ray.scripts.scripts"]
