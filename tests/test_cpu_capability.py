@@ -45,3 +45,15 @@ def test_a_command_runs_under_the_capability_and_torch_reports_it():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[-1] == "DEFAULT SSE41"
+
+
+def test_second_runs_the_command_under_cis_second_capability_and_misuse_is_refused():
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability().lower())"
+    out = subprocess.run([sys.executable, str(SCRIPT), "--second", "--", sys.executable, "-c", probe],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == cc.second(cc.machine_capability())  # the command ran, under it
+    for argv, message in ((["avx2", "--second", "--", "true"], "give one of"), (["--list", "--", "true"], "runs no command"),
+                          (["--", "true"], "give one of"), (["default"], "give a command")):
+        out = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2 and message in out.stderr, (argv, out.stderr)

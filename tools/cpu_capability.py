@@ -2,6 +2,7 @@
 
     python tools/cpu_capability.py avx2 -- python -m pytest -m "not slow and not gpu" -q
     python tools/cpu_capability.py --second        # the capability .ci/run tests a second time
+    python tools/cpu_capability.py --second -- python -m pytest ...   # run a command under it
     python tools/cpu_capability.py --list          # the capabilities this machine can run
 
 A capability is three settings that must agree, or a run mixes kernels of two instruction sets:
@@ -72,15 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("capability", nargs="?", choices=ORDER, help="run the command after -- under this capability")
-    p.add_argument("--second", action="store_true", help="print the capability CI tests a second time")
+    p.add_argument("--second", action="store_true",
+                   help="the capability CI tests a second time: print it, or run the command after -- under it")
     p.add_argument("--list", action="store_true", help="print the capabilities this machine can run")
     args = p.parse_args(argv)
+    if sum((args.capability is not None, args.second, args.list)) != 1:
+        p.error("give one of: a capability, --second, --list")
+    if args.list and command:
+        p.error("--list runs no command")
+    if args.capability is not None and not command:
+        p.error("give a command after --")
     own = machine_capability()
-    if args.second or args.list:
-        print(second(own) if args.second else " ".join(available(own)))
+    if args.list or (args.second and not command):
+        print(" ".join(available(own)) if args.list else second(own))
         return 0
-    if args.capability is None or not command:
-        p.error("give a capability and a command after --")
+    if args.second:
+        args.capability = second(own)
     if args.capability not in available(own):
         p.error(f"this machine's CPU capability is {own}: {args.capability} would stop on an illegal instruction")
     env = environment(args.capability)
