@@ -33,8 +33,10 @@ from pathlib import Path
 import pytest
 
 from test_faults_slow import _assert_each_epoch_once, _wait_for
-from test_slow_runs import _free_port, _pids_naming, _stop
+from local_cluster import free_port as _free_port, pids_naming as _pids_naming, stop_processes as _stop
 from train_helpers import epoch_dirs, metric_steps, runs_of
+
+from tdrl.train.cluster import ray_command
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
@@ -92,7 +94,7 @@ def _agent_ports() -> list[str]:
 
 def _start_node(address: str, temp_dir: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        ["ray", "start", "--block", f"--address={address}", "--num-cpus=1", "--num-gpus=0",
+        [*ray_command(), "start", "--block", f"--address={address}", "--num-cpus=1", "--num-gpus=0",
          f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", *_agent_ports()],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -144,7 +146,7 @@ def test_elastic_run_goes_3_2_3_through_a_spot_reclaim_without_spending_max_fail
     metadata.routes = {"/latest/api/token": (200, "t"), "/latest/meta-data/instance-life-cycle": (200, "spot")}
     try:
         procs.append(subprocess.Popen(
-            ["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+            [*ray_command(), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
              "--include-dashboard=false", f"--temp-dir={head_tmp}", "--disable-usage-stats",
              "--node-ip-address=127.0.0.1", *_agent_ports()],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
