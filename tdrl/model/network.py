@@ -86,7 +86,8 @@ class TDRLNet(nn.Module):
         return TemporalBlock(block, frames=cfg.frames, enhance=enhance, temporal=temporal,
                              enhance_before=cfg.enhance_position == "before",
                              td_channels=td_channels(cfg.td_ratio, channels) if td else 0,
-                             td_before=cfg.td_position == "before")
+                             td_before=cfg.td_position == "before", kernels=cfg.kernels,
+                             recompute=cfg.recompute)
 
     def param_groups(self, weight_decay: float, policy: str = "weights") -> list[dict]:
         """SGD parameter groups for ``train.decay_policy`` (spec.md, Training recipe, "Parameter groups").

@@ -69,5 +69,12 @@ class ProgressiveEnhancement(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return excite(x, self.enhancement(x))
 
+    def enhancement_triton(self, x: torch.Tensor) -> torch.Tensor:
+        """The enhancement vectors as ``(N*T, C)``, on the Triton path (``model.kernels``): pooling, the
+        reductions, the whole gate recurrence and W_a as one operator (:mod:`tdrl.model.kernels.pem`)."""
+        from tdrl.model.kernels.pem import enhancement
+
+        return enhancement(x, self)
+
     def extra_repr(self) -> str:
         return f"frames={self.frames}, mem_init={self.mem_init!r}"

@@ -14,6 +14,12 @@ What the hash covers: every field that decides what a run trains to, in a canoni
 - model fields that a configuration switches off are reset to their defaults (the TD ratio,
   position and blocks when the TD term has no weight; the enhancement position and memory init
   without PEM; the memory init with MEM; the shift fold without a temporal module);
+- how the network is computed: ``model.recompute`` never counts (it recomputes the same values);
+  ``model.kernels`` counts only as ``triton`` (fused Triton kernels round differently from PyTorch's
+  ops); ``auto`` and ``eager`` are left out, so every configuration keeps the hash it had before the
+  field existed. ``auto`` means triton on a GPU and eager on the CPU, as ``train.precision=auto``
+  means bf16 on a GPU and float32 on the CPU: the hash names a configuration, not the machine it ran
+  on; set ``model.kernels`` explicitly to keep kernel-pinned runs apart;
 - the dataset: a generated synthetic set by its generator parameters (so the same set in
   another folder, e.g. a job's temporary working directory, still matches), any other dataset by
   its absolute paths;
@@ -44,7 +50,7 @@ RESULTS_VERSION = 2  # 2: parameter groups (no decay on norm layers/biases) and 
 _IGNORED = {
     "train.name", "train.storage_path", "train.mlflow_uri", "train.experiment", "train.progress",
     "train.max_failures", "train.keep_best", "train.fail_at_step", "train.fail_rank", "train.cpus_per_worker",
-    "data.workers", "data.on_error", "data.max_error_fraction", "data.cache", "train.seed",
+    "data.workers", "data.on_error", "data.max_error_fraction", "data.cache", "train.seed", "model.recompute",
 }
 _DATA_PATHS = ("data.root", "data.video_dir", "data.train_annotations", "data.val_annotations", "data.labels")
 
@@ -61,6 +67,8 @@ def _model(flat: Mapping[str, Any]) -> ModelConfig:
 def canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a resolved flat experiment that decide its result, in canonical form."""
     out = {k: v for k, v in flat.items() if k not in _IGNORED and not k.startswith("_")}
+    if out.get("model.kernels") in ("auto", "eager"):
+        del out["model.kernels"]
     defaults = _model_defaults()
 
     def reset(*keys: str) -> None:

@@ -39,6 +39,9 @@ class LoadedModel:
 def load_model(path: str | Path) -> LoadedModel:
     """Rebuild the network of checkpoint ``path`` (a ``checkpoint.pt`` or its directory), eval mode, CPU."""
     model, exp, state = load_trained(path)  # eval mode: BatchNorm statistics, no dropout, as validation
+    for block in model.modules():  # the figures read PEM's and TM's inputs with module hooks, which the
+        if hasattr(block, "kernels"):  # fused Triton path (model.kernels) never calls: PyTorch ops here
+            block.kernels = "eager"
     return LoadedModel(model, exp.model, exp.data, checkpoint_file(path), int(state.get("epoch", -1)))
 
 
