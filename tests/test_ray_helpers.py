@@ -42,6 +42,40 @@ def test_start_test_ray_asks_for_a_new_instance(monkeypatch, other_cluster_known
     assert (canonicalize_bootstrap_address(None) or "").endswith(":1")
 
 
+def test_a_start_that_loses_the_raylets_start_up_race_is_tried_again(monkeypatch):
+    import ray
+
+    from ray_helpers import SLOW_START, START_TRIES, start_test_ray
+
+    calls, shutdowns = [], []
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(1))
+
+    def slow_once(**kw):
+        calls.append(kw)
+        if len(calls) == 1:
+            raise Exception(f"The current node {SLOW_START}. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", slow_once)
+    start_test_ray()
+    assert len(calls) == 2 and calls[0] == calls[1] and len(shutdowns) == 1
+
+    calls.clear()
+    monkeypatch.setattr(ray, "init", lambda **kw: (calls.append(kw), 1 / 0))
+    with pytest.raises(ZeroDivisionError):  # any other failure at once
+        start_test_ray()
+    assert len(calls) == 1
+
+    def always_slow(**kw):
+        calls.append(kw)
+        raise Exception(SLOW_START)
+
+    calls.clear()
+    monkeypatch.setattr(ray, "init", always_slow)
+    with pytest.raises(Exception, match=SLOW_START):
+        start_test_ray()
+    assert len(calls) == START_TRIES
+
+
 SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])

@@ -46,6 +46,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from tdrl.train.cluster import ray_command  # this Python's `ray`, not PATH's: a venv need not be activated
+
 REPO = Path(__file__).resolve().parents[1]
 HEAD_TYPE = "ray.head.default"  # the fake provider tags its head node with this type name
 FAKE_HEAD_NODE_ID = "f" * 51 + "00000"  # what RAY_FAKE_CLUSTER=1 `ray start --head` names the head
@@ -167,7 +169,7 @@ class FakeCluster:
     def start(self) -> None:
         cfg_path = self.workdir / "fake_autoscaling.yaml"
         cfg_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        cmd = ["ray", "start", "--head", f"--autoscaling-config={cfg_path}", "--node-ip-address", "127.0.0.1",
+        cmd = [*ray_command(), "start", "--head", f"--autoscaling-config={cfg_path}", "--node-ip-address", "127.0.0.1",
                "--port", str(self.port), "--num-cpus", "0",
                "--resources", json.dumps({DRIVER_RESOURCE: self.head_drivers}),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
@@ -396,12 +398,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # active Ray instances").
         runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": uri, "TDRL_STORAGE": str(work / "storage"),
                                     "RAY_ADDRESS": cluster.gcs}}
-        study = ["python", f"studies/{STUDY}", "--preset", "smoke", "--rows", args.rows, "--seeds",
+        # This Python runs the job (the fake nodes are this machine): not whichever `python` is on PATH.
+        study = [sys.executable, f"studies/{STUDY}", "--preset", "smoke", "--rows", args.rows, "--seeds",
                  str(args.seeds), "--data", str(work / "data"), "--name", study_name,
                  "--set", f"train.epochs={args.epochs}"]
-        cmd = ["ray", "job", "submit", "--address", cluster.dashboard, "--working-dir", f"local://{code}",
+        cmd = [*ray_command(), "job", "submit", "--address", cluster.dashboard, "--working-dir", f"local://{code}",
                "--submission-id", study_name, "--runtime-env-json", json.dumps(runtime_env), "--", *study]
-        report["job_command"] = " ".join(study)
+        report["job_command"] = " ".join(["python", *study[1:]])
         t0 = time.time()
         report["t0_unix"] = t0
         watcher = Watcher(cluster.dashboard, cluster.gcs, t0)

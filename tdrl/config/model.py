@@ -94,3 +94,10 @@ class ModelConfig:
         """Whether any TD term is computed (ratio 0 or no blocks means none)."""
         return self.td_ratio > 0 and len(self.td_blocks) > 0
 
+    @property
+    def td_trains(self) -> bool:
+        """Whether the TD loss changes training: a TD term is computed (:attr:`td_on`) and weighs in the
+        loss (``td_lambda > 0``). With lambda 0 the term is computed and logged but the network trains
+        bit for bit as without it: runs share it (tdrl.study.sharing), plans and figures treat it as off."""
+        return self.td_on and self.td_lambda > 0
+

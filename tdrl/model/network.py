@@ -26,6 +26,7 @@ from tdrl.model.resnet import ResNet
 from tdrl.model.td_loss import td_channels
 from tdrl.model.temporal_shift import TemporalShift
 from tdrl.model.tim import TemporalInteraction
+from tdrl.model.weights import load_imagenet
 
 # Parameters that take weight decay under the "weights" policy: the kernels of these modules.
 _DECAYED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, TemporalInteraction)
@@ -144,7 +145,5 @@ def build_model(cfg: ModelConfig) -> TDRLNet:
     """The network for ``cfg``, with ImageNet weights loaded when ``cfg.pretrained`` is set."""
     model = TDRLNet(cfg)
     if cfg.pretrained:
-        from tdrl.model.weights import load_imagenet
-
         load_imagenet(model, cfg.pretrained, cfg.backbone)
     return model

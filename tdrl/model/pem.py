@@ -19,9 +19,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from tdrl.config.base import literal_values
+from tdrl.config.model import ModelConfig
 from tdrl.model.difference import FrameDifference, excite
 
-MEMORY_INITS = ("last", "first", "zeros")
+MEMORY_INITS = literal_values(ModelConfig, "mem_init")  # ("last", "first", "zeros")
 
 
 def initial_memory(d: torch.Tensor, mode: str) -> torch.Tensor:

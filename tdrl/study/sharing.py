@@ -38,7 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from tdrl.config.base import from_dict
 from tdrl.config.model import ModelConfig
+from tdrl.config.paths import is_uri
+from tdrl.data.synthetic import MARKER
+from tdrl.train import tracking as tr
 
 RESULTS_VERSION = 2  # 2: parameter groups (no decay on norm layers/biases) and the post-build re-seed
 
@@ -55,6 +59,11 @@ def _model_defaults() -> dict[str, Any]:
     return {f"model.{k}": v for k, v in ModelConfig().__dict__.items()}
 
 
+def _model(flat: Mapping[str, Any]) -> ModelConfig:
+    return from_dict(ModelConfig, {k[len("model."):]: v for k, v in flat.items() if k.startswith("model.")},
+                     section="model")
+
+
 def canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a resolved flat experiment that decide its result, in canonical form."""
     out = {k: v for k, v in flat.items() if k not in _IGNORED and not k.startswith("_")}
@@ -67,7 +76,7 @@ def canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
             if key in out:
                 out[key] = defaults[key]
 
-    if float(out.get("model.td_ratio", 0.0)) == 0.0 or float(out.get("model.td_lambda", 0.0)) == 0.0:
+    if not _model(flat).td_trains:
         out["model.td_ratio"], out["model.td_lambda"] = 0.0, 0.0
         reset("model.td_position", "model.td_blocks")
     if out.get("model.enhance") == "none":
@@ -88,9 +97,7 @@ def canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def _synthetic_identity(root: str) -> dict[str, Any] | None:
     """A generated synthetic set's parameters (its completion marker), or None for other data."""
-    from tdrl.data.synthetic import MARKER
-
-    if "://" in root:
+    if is_uri(root):
         return None
     marker = Path(root) / MARKER
     try:
@@ -115,8 +122,6 @@ class SharedRun:
 def find_shared(uri: str, chash: str, seed: int, preset: str) -> SharedRun | None:
     """The oldest FINISHED, trained (not itself shared) run with this hash, seed and preset, in any
     experiment of the tracking store; None if there is none."""
-    from tdrl.train import tracking as tr
-
     client = tr.mlflow_client(uri)
     ids = [e.experiment_id for e in tr.with_retry(lambda: client.search_experiments(), uri)]
     if not ids:
@@ -126,7 +131,7 @@ def find_shared(uri: str, chash: str, seed: int, preset: str) -> SharedRun | Non
     runs = tr.with_retry(lambda: client.search_runs(ids, filter_string=filt, max_results=50,
                                                     order_by=["attributes.start_time ASC"]), uri)
     for run in runs:
-        if tr.SHARED_FROM_TAG not in run.data.tags and "val_top1" in run.data.metrics:
+        if tr.SHARED_FROM_TAG not in run.data.tags and tr.SCORE in run.data.metrics:
             return SharedRun(run.info.run_id, run.data.tags.get(tr.STUDY_TAG, ""), dict(run.data.metrics))
     return None
 
@@ -137,9 +142,7 @@ def record_shared(uri: str, experiment: str, run_name: str, parent_run_id: str, 
 
     Tagged with ``tdrl.run_name`` like a trained run, so a restarted trial finds it and reports it
     instead of recording a second one; ``display_name`` is what the UI shows (default ``run_name``)."""
-    from mlflow.entities import Metric
-
-    from tdrl.train import tracking as tr
+    from mlflow.entities import Metric  # seconds to import: only when a run is shared
 
     note = (f"Not trained here: the same configuration and seed were trained in study {source.study}, "
             f"run {source.run_id}; these are that run's final metrics.")

@@ -13,14 +13,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from local_cluster import LocalCluster
 from rel_helpers import MlflowServer, kill_group
-from test_slow_runs import _free_port, _stop, _wait_for_nodes
 from train_helpers import epoch_dirs, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
@@ -152,46 +151,19 @@ print("RESULT " + json.dumps({"epoch": result.metrics["epoch"], "run_id": result
 
 
 def test_ray_node_stopped_mid_run_resumes_on_the_remaining_node(tiny_experiment, tmp_path):
-    port = _free_port()
-    head_tmp, node_tmp = Path(tempfile.mkdtemp(prefix="tdrl-rh-")), Path(tempfile.mkdtemp(prefix="tdrl-rn-"))
-    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
-    procs: list[subprocess.Popen] = []
     epochs = 5
     exp = tiny_experiment(train__epochs=epochs, train__name="node-stop", train__max_failures=2)
     run_dir = Path(exp.train.storage_path) / "node-stop"
     log = tmp_path / "driver.log"
-    try:
-        procs.append(subprocess.Popen(
-            ["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=1", "--num-gpus=0",
-             "--include-dashboard=false", f"--temp-dir={head_tmp}", "--disable-usage-stats",
-             "--node-ip-address=127.0.0.1"],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        address = f"127.0.0.1:{port}"
-        _wait_for_nodes(address, env, 1)
-        node2 = subprocess.Popen(
-            ["ray", "start", "--block", f"--address={address}", "--num-cpus=1", "--num-gpus=0",
-             f"--temp-dir={node_tmp}", "--node-ip-address=127.0.0.1"],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(node2)
-        _wait_for_nodes(address, env, 2)
-        with open(log, "w") as out:
-            driver = subprocess.Popen([sys.executable, "-c", NODE_DRIVER, json.dumps(exp.flatten())],
-                                      env={**env, "RAY_ADDRESS": address}, cwd=tmp_path, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(driver)
+    with LocalCluster() as cluster:  # head: 1 CPU
+        node2 = cluster.add_node()
+        driver = cluster.start_driver(NODE_DRIVER, [json.dumps(exp.flatten())], log, tmp_path)
         _wait_for(lambda: (run_dir / "epoch_0001").is_dir(), 360, "epoch 1's checkpoint", driver, log)
         time.sleep(1.0)  # mid-way through epoch 2
         done_before = epoch_dirs(run_dir)
-        _stop([node2], [str(node_tmp)])  # the whole second node: raylet, its workers, everything
+        cluster.stop_node(node2)  # the whole second node: raylet, its workers, everything
         rc = driver.wait(timeout=480)
         text = log.read_text()
-    finally:
-        _stop(procs, [str(head_tmp), str(node_tmp)])
-        import shutil
-
-        shutil.rmtree(head_tmp, ignore_errors=True)
-        shutil.rmtree(node_tmp, ignore_errors=True)
     assert rc == 0, text[-6000:]
     assert "NODE2-LOST" in text, text[-4000:]
     resumed = re.findall(r"resumed from \S*(epoch_\d{4})", text)

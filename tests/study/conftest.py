@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import time
-from pathlib import Path
-
 import pytest
 
+from local_cluster import LocalCluster
 from study_helpers import TINY_SYNTH
 
 
@@ -24,35 +17,10 @@ def study_data(tmp_path_factory) -> str:
     return str(root)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """A real local Ray head (`ray start --head`, job server on 127.0.0.1) with token auth and the
-    TRAIN_DRIVER resource. Torn down by killing the processes this fixture started (their process
-    group), not with `ray stop`, which would also stop other Ray instances on the machine."""
-    tmp = tmp_path_factory.mktemp("ray-head")
-    temp_dir = Path("/tmp") / f"tdrl-head-{os.getpid()}-{int(time.time())}"  # short: socket paths are limited
-    port, dash = _free_port(), _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
-    cmd = ["ray", "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--num-cpus", "2",
-           "--resources", json.dumps({"TRAIN_DRIVER": 4}), "--dashboard-host", "127.0.0.1",
-           "--dashboard-port", str(dash), "--temp-dir", str(temp_dir), "--disable-usage-stats"]
-    log = open(tmp / "ray-start.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    pgid = proc.pid
-    try:
-        assert proc.wait(timeout=120) == 0, (tmp / "ray-start.log").read_text()[-3000:]
-        yield {"gcs": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp}
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            time.sleep(3)
-        log.close()
+def ray_head():
+    """A real local Ray head (tests/local_cluster.py: `ray start --head`, 2 CPUs, the TRAIN_DRIVER
+    resource, the job server on 127.0.0.1, token auth), ended with the module's tests by stopping the
+    processes it started, not with `ray stop`, which would also stop other Ray instances on the machine."""
+    with LocalCluster(head_cpus=2, head_resources={"TRAIN_DRIVER": 4}, dashboard=True) as cluster:
+        yield {"gcs": cluster.address, "dashboard": cluster.dashboard, "env": cluster.env}

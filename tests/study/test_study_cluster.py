@@ -18,12 +18,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_ray_job_submit_smoke_study(ray_head, study_data, tmp_path):
+    from tdrl.train.cluster import ray_command
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": uri, "TDRL_STORAGE": str(tmp_path / "storage"),
                                 "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}}
-    cmd = ["ray", "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(REPO),
+    # This Python's `ray` and `python`: a venv need not be activated (the job runs on this machine).
+    cmd = [*ray_command(), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(REPO),
            "--runtime-env-json", json.dumps(runtime_env), "--",
-           "python", "studies/ablation_ratio.py", "--rows", "ratio0,ratio100", "--data", study_data,
+           sys.executable, "studies/ablation_ratio.py", "--rows", "ratio0,ratio100", "--data", study_data,
            "--name", "t5-job", *set_args(TINY)]
     t0 = time.time()
     out = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=900, cwd=tmp_path)

@@ -1,6 +1,10 @@
-"""Training on Ray Train with the shared session Ray: DDP learning, MLflow bookkeeping, failure
+"""Training on Ray Train with the shared session Ray: DDP training, MLflow bookkeeping, failure
 recovery, resume by name, the kept best checkpoint, and ``tdrl eval`` (single/multi-view, ensemble
-recomputed from the members' scores) on the checkpoints."""
+recomputed from the members' scores) on the checkpoints.
+
+None of these asserts that the tiny net learns: whether it leaves chance within a few epochs depends
+on float rounding (in 3 epochs it stayed at 25 % with AVX-512 kernels and learned with AVX2 ones). The
+keep-best test gets its distinct val_top1 values from the run itself (``train_helpers.script_val_top1``)."""
 
 from __future__ import annotations
 
@@ -9,26 +13,43 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import epoch_dirs, metric_steps, runs_of
+from train_helpers import epoch_dirs, metric_steps, runs_of, script_val_top1, top1_hits_bounds
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
+# The epochs' val_top1 as the run reports it (train_helpers.script_val_top1), with keep_best=2: the two
+# best (epochs 2 and 0) are kept with the latest (3). Keeping the lowest scores, or the latest epochs,
+# keeps other folders; the best (2) is neither the first nor the last; and the driver picking the
+# lowest of the kept best (Ray's best_checkpoints are the keep_best best, so with keep_best=1 the
+# driver's choice could not be seen) picks epoch 0.
+TOP1 = [60.0, 25.0, 75.0, 50.0]
+
+
 @pytest.fixture
-def finished_run(tiny_experiment):
-    """A 2-worker, 3-epoch tiny run (shared by the tests that only read its outputs)."""
+def finished_run(tiny_experiment, monkeypatch):
+    """A 2-worker, 4-epoch tiny run reporting ``TOP1`` as its val_top1, keeping the best 2 checkpoints."""
     from mlflow.tracking import MlflowClient
 
+    from tdrl.train.tracking import experiment_id
     from tdrl.train.trainer import fit
 
-    from tdrl.train.tracking import experiment_id
-
-    exp = tiny_experiment(train__workers=2, train__batch_size=4, train__epochs=3, train__keep_best=1)
+    exp = tiny_experiment(train__workers=2, train__batch_size=4, train__epochs=4, train__keep_best=2)
     client = MlflowClient(exp.train.mlflow_uri)
     # Through tdrl's helper, so the artifacts go next to the test's database, not into ./mlruns.
     exp_id = experiment_id(exp.train.mlflow_uri, "tests")
     parent = client.create_run(exp_id, run_name="study-parent").info.run_id
+    script_val_top1(monkeypatch, TOP1)
     return fit(exp, parent_run_id=parent, tags={"study": "unit"}), parent
+
+
+def _probs(scores) -> "np.ndarray":
+    """Softmax of ``scores (N, K)`` in float64."""
+    import numpy as np
+
+    z = scores.double().numpy()
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def test_two_workers_train_track_and_evaluate(finished_run, capsys, tmp_path):
@@ -41,7 +62,9 @@ def test_two_workers_train_track_and_evaluate(finished_run, capsys, tmp_path):
 
     result, parent = finished_run
     uri, run_id = result.mlflow_uri, result.mlflow_run_id
-    assert result.metrics["epoch"] == 2 and set(METRICS) <= set(result.metrics)
+    assert result.metrics["epoch"] == 3 and set(METRICS) <= set(result.metrics)
+    # Every step's clips, summed over both ranks by the epoch's all_reduce: the global batch of 2 x 4.
+    assert result.metrics["step_clips_min"] == result.metrics["step_clips_max"] == 8
     # MLflow: the parent run plus exactly one training run, nested, tagged, one point per epoch.
     runs = runs_of(uri, "tests")
     assert len(runs) == 2
@@ -50,28 +73,33 @@ def test_two_workers_train_track_and_evaluate(finished_run, capsys, tmp_path):
     assert run.data.params["model.td_ratio"] == "0.5" and run.data.params["train.workers"] == "2"
     assert run.info.status == "FINISHED"
     for key in ("train_loss", "train_ce", "train_td", "val_top1", "val_top5", "lr", "clips_per_s", "skipped"):
-        assert metric_steps(uri, run_id, key) == [0, 1, 2], key
+        assert metric_steps(uri, run_id, key) == [0, 1, 2, 3], key
     assert run.data.tags["tdrl.best_checkpoint"] == result.best_checkpoint
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
     assert {"config.json", "final_metrics.json"} <= artifacts
-    # Checkpoints: best 1 by val_top1 plus the latest are kept, and "best" is the epoch with the highest
-    # val_top1 of the run's history (a flipped order or mode="min" keeps or picks another one).
+    # Checkpoints: the best 2 by val_top1 (epochs 0 and 2) plus the latest (3) are kept, epoch 1 is deleted,
+    # and the driver names epoch 2 the best, with its score, as MLflow's history has it.
     val = {m.step: m.value for m in MlflowClient(uri).get_metric_history(run_id, "val_top1")}
-    assert sorted(val) == [0, 1, 2] and len(set(val.values())) > 1, f"no best to find in {val}"
-    kept = epoch_dirs(result.path)
-    assert "epoch_0002" in kept and 1 <= len(kept) <= 2
-    assert all(val[int(k[len("epoch_"):])] == max(val.values()) for k in kept if k != "epoch_0002"), (kept, val)
-    assert any(val[int(k[len("epoch_"):])] == max(val.values()) for k in kept), (kept, val)
-    best_epoch = int(Path(result.best_checkpoint).name[len("epoch_"):])
-    assert Path(result.best_checkpoint).name in kept and val[best_epoch] == max(val.values()), (best_epoch, val)
-    assert result.metrics["best_epoch"] == best_epoch and result.metrics["best_val_top1"] == val[best_epoch]
+    assert val == dict(enumerate(TOP1))
+    assert epoch_dirs(result.path) == ["epoch_0000", "epoch_0002", "epoch_0003"]
+    assert Path(result.best_checkpoint).name == "epoch_0002" and Path(result.latest_checkpoint).name == "epoch_0003"
+    assert result.metrics["best_epoch"] == 2 and result.metrics["best_val_top1"] == 75.0
+    assert result.metrics["val_top1"] == 50.0  # the last epoch's own metrics stay the last epoch's
 
     # tdrl eval: single view, multi-view (2 clips x 3 crops), and an ensemble of two checkpoints.
     capsys.readouterr()
-    assert main(["eval", result.latest_checkpoint, "--json"]) == 0
+    assert main(["eval", result.latest_checkpoint, "--save-scores", str(tmp_path / "single.pt"), "--json"]) == 0
     single = json.loads(capsys.readouterr().out)["members"][0]
     assert single["views"] == 1 and single["videos"] == 32
-    assert single["top1"] == pytest.approx(result.metrics["val_top1"], abs=1e-6)  # same numbers as training
+    # The same predictions as the run's last validation: its loss, and its top-1 up to near ties (the
+    # run validated in two worker processes, eval runs in this one: other batches and threads).
+    assert single["loss"] == pytest.approx(result.metrics["val_loss"], rel=1e-4)
+    saved = torch.load(tmp_path / "single.pt", weights_only=True)
+    surely, possibly = top1_hits_bounds(_probs(saved["scores"]), saved["labels"].numpy())
+    measured = round(result.metrics["measured_val_top1"] * 32 / 100.0)
+    assert surely <= measured <= possibly, (measured, surely, possibly)
+    assert single["top1"] == pytest.approx(100.0 * np.mean(saved["scores"].argmax(1).numpy() ==
+                                                           saved["labels"].numpy()))
     views = ["--num-clips", "2", "--num-crops", "3"]
     members = []
     for i, ckpt in enumerate((result.latest_checkpoint, result.best_checkpoint)):
@@ -84,21 +112,13 @@ def test_two_workers_train_track_and_evaluate(finished_run, capsys, tmp_path):
     # The ensemble recomputed here from the members' own scores: mean of softmax probabilities, top-1.
     saved = [torch.load(tmp_path / f"m{i}.pt", weights_only=True) for i in range(2)]
     labels = saved[0]["labels"].numpy()
-    probs = []
     for s, m in zip(saved, members):
-        z = s["scores"].double().numpy()
-        assert m["top1"] == pytest.approx(100.0 * np.mean(z.argmax(1) == labels))  # each member's own top-1
-        e = np.exp(z - z.max(1, keepdims=True))
-        probs.append(e / e.sum(1, keepdims=True))
-    mean_p = (probs[0] + probs[1]) / 2
+        assert m["top1"] == pytest.approx(100.0 * np.mean(s["scores"].numpy().argmax(1) == labels))  # its own top-1
+    mean_p = (_probs(saved[0]["scores"]) + _probs(saved[1]["scores"])) / 2
     assert np.allclose(torch.load(tmp_path / "ens.pt", weights_only=True)["scores"].double().numpy(), mean_p,
                        atol=1e-5)
-    # Top-1 from these probabilities. A barely trained net has near-tied classes, where float32 (tdrl)
-    # and float64 (here) may pick different ones: such videos may count either way, no other may.
-    label_p = mean_p[np.arange(len(labels)), labels]
-    runner_up = np.sort(mean_p, axis=1)[:, -2]
-    surely = int(np.sum(label_p > runner_up + 1e-5))  # the label is on top by a clear margin
-    possibly = int(np.sum(label_p >= mean_p.max(1) - 1e-5))  # on top up to a near tie
+    # Top-1 from these probabilities, float32 in tdrl and float64 here: near ties may count either way.
+    surely, possibly = top1_hits_bounds(mean_p, labels)
     hits = round(multi["ensemble"]["top1"] * len(labels) / 100.0)
     assert surely <= hits <= possibly, (hits, surely, possibly)
 
@@ -127,7 +147,8 @@ def test_stopped_run_resumes_by_name_in_the_same_mlflow_run(tiny_experiment):
     assert len(runs_of(second.mlflow_uri, "tests")) == 1
     assert metric_steps(second.mlflow_uri, second.mlflow_run_id, "train_loss") == [0, 1]
     assert second.metrics["epoch"] == 1
-    assert "epoch_0000" in epoch_dirs(second.path) or len(epoch_dirs(second.path)) >= 1
+    # keep_best=2 (the default) keeps both epochs whatever their scores: the first run's checkpoint survives.
+    assert epoch_dirs(second.path) == ["epoch_0000", "epoch_0001"]
 
 
 def test_missing_data_is_refused_before_training(tiny_experiment, tmp_path):
