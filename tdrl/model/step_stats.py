@@ -24,6 +24,7 @@ import gc
 from dataclasses import dataclass
 
 import torch
+from torch._library.custom_ops import OPDEFS
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -46,15 +47,15 @@ class StepStats:
 
 def _in_launch() -> bool:
     try:
-        from tdrl.model.kernels.launch import IN_LAUNCH
-    except ImportError:  # no Triton here: nothing launches
+        from tdrl.model.kernels.launch import IN_LAUNCH  # Triton is optional: without it nothing launches
+    except ImportError:
         return False
     return IN_LAUNCH[0]
 
 
 def _launches() -> int:
     try:
-        from tdrl.model.kernels.launch import LAUNCHES
+        from tdrl.model.kernels.launch import LAUNCHES  # as in _in_launch
     except ImportError:
         return 0
     return LAUNCHES[0]
@@ -69,8 +70,6 @@ class _Count(TorchDispatchMode):
         self.outputs: dict[int, tuple[StorageWeakRef, int]] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from torch._library.custom_ops import OPDEFS
-
         kwargs = kwargs or {}
         if self.depth == 0:
             self.ops += 1
