@@ -17,6 +17,8 @@
 # Not yet run on a GPU (written where none was lent); its CPU smoke mode has run end to end.
 #
 # Usage: bash benchmarks/gpu_acceptance.sh OUT_DIR [--cpu-smoke]
+# Keep OUT_DIR as benchmarks/results/<gpu>-acceptance/: a subfolder, because `tdrl study --plan` reads every
+# top-level benchmarks/results/*.json as a throughput.py table (only throughput_*.json here are).
 # --cpu-smoke runs every step on the CPU at toy sizes (Triton's interpreter, ResNet-18 x0.25, one step)
 # to check the script's syntax and wiring where no GPU is lent; its figures mean nothing.
 set -u
