@@ -46,7 +46,7 @@ class StepStats:
 
 def _in_launch() -> bool:
     try:
-        from tdrl.model.kernels.launch import IN_LAUNCH
+        from tdrl.model.kernels.launch import IN_LAUNCH  # Triton's launch counter: only when the kernels ran
     except ImportError:  # no Triton here: nothing launches
         return False
     return IN_LAUNCH[0]
@@ -54,7 +54,7 @@ def _in_launch() -> bool:
 
 def _launches() -> int:
     try:
-        from tdrl.model.kernels.launch import LAUNCHES
+        from tdrl.model.kernels.launch import LAUNCHES  # Triton's launch counter: only when the kernels ran
     except ImportError:
         return 0
     return LAUNCHES[0]
@@ -69,7 +69,7 @@ class _Count(TorchDispatchMode):
         self.outputs: dict[int, tuple[StorageWeakRef, int]] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from torch._library.custom_ops import OPDEFS
+        from torch._library.custom_ops import OPDEFS  # torch's private registry: read only when counting ops
 
         kwargs = kwargs or {}
         if self.depth == 0:
