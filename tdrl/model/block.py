@@ -154,7 +154,7 @@ class TemporalBlock(nn.Module):
         the excitation and the temporal conv are one pass over ``x``; the ablations that need the
         intermediate tensor (TD before TM, enhancement after TM) take two. With ``recipes``, every
         block-sized intermediate is noted there (``model.recompute``)."""
-        # here, not at the top: the kernels import Triton, which the eager path (the CPU's) never needs
+        # Triton: imported on the Triton path only (seconds, and the eager CPU path must not need it)
         from tdrl.model.kernels.excite_tim import excite_tim as kernel
         from tdrl.model.kernels.td import temporal_diversity as td_kernel
 

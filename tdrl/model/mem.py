@@ -31,7 +31,7 @@ class MotionEnhancement(nn.Module):
     def enhancement_triton(self, x: torch.Tensor) -> torch.Tensor:
         """The enhancement vectors as ``(N*T, C)`` for the Triton path (``model.kernels``): the same maps,
         with the pooling of :mod:`tdrl.model.kernels.pool`."""
-        from tdrl.model.kernels.pool import frame_mean  # the Triton path only (the kernels import Triton)
+        from tdrl.model.kernels.pool import frame_mean  # Triton: on the Triton path only
 
         nt, c = x.shape[:2]
         return self._with_last(torch.sigmoid(self.w_a(self.diff.from_pooled(frame_mean(x))))).reshape(nt, c)

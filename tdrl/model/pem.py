@@ -72,7 +72,7 @@ class ProgressiveEnhancement(nn.Module):
     def enhancement_triton(self, x: torch.Tensor) -> torch.Tensor:
         """The enhancement vectors as ``(N*T, C)``, on the Triton path (``model.kernels``): pooling, the
         reductions, the whole gate recurrence and W_a as one operator (:mod:`tdrl.model.kernels.pem`)."""
-        from tdrl.model.kernels.pem import enhancement  # the Triton path only (the kernels import Triton)
+        from tdrl.model.kernels.pem import enhancement  # Triton: on the Triton path only
 
         return enhancement(x, self)
 

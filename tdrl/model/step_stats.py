@@ -47,15 +47,15 @@ class StepStats:
 
 def _in_launch() -> bool:
     try:
-        from tdrl.model.kernels.launch import IN_LAUNCH  # Triton is optional: without it nothing launches
-    except ImportError:
+        from tdrl.model.kernels.launch import IN_LAUNCH  # Triton's launch counter: only when the kernels ran
+    except ImportError:  # no Triton here: nothing launches
         return False
     return IN_LAUNCH[0]
 
 
 def _launches() -> int:
     try:
-        from tdrl.model.kernels.launch import LAUNCHES  # as in _in_launch
+        from tdrl.model.kernels.launch import LAUNCHES  # Triton's launch counter: only when the kernels ran
     except ImportError:
         return 0
     return LAUNCHES[0]
