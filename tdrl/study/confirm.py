@@ -11,7 +11,9 @@ A baseline run of the same configuration and seed that already finished in the s
 
 Which configurations are confirmed is decided once, when the confirmation starts, and kept in its
 study folder (``confirm_candidates.json``): resuming it after the search has grown re-trains the
-same rows, not a new top ``K``.
+same rows, not a new top ``K``. To confirm the grown search's top ``K``, give the confirmation another
+name (``--confirm-name``): its rows are chosen afresh, and every run it shares with the first one (the
+baseline, a configuration still in the top ``K``) is read from MLflow, not trained again.
 
 The result is ``confirm.md``/``confirm.csv``: each configuration's search score beside its confirmed
 mean, the paired difference to the baseline with its 95 % interval, p and Holm's p over the ``K``
@@ -105,27 +107,36 @@ def choose_candidates(opts: StudyOptions, search_run: str, k: int) -> tuple[list
     return candidates, len(finished_trials(runs, list(candidates[0].values)))
 
 
-def confirm_options(opts: StudyOptions, search_run: str, seeds: int) -> StudyOptions:
-    """The confirmation's study options: the study run ``<search run>-confirm``, seeds
+def confirm_name(search_run: str, name: str | None = None) -> str:
+    """The confirmation's study run: ``name`` when given, else ``<search run>-confirm``."""
+    if name is not None and not name.strip():
+        raise ConfigError("--confirm-name must not be empty (leave it out for <search name>-confirm)")
+    return name if name is not None else f"{search_run}-confirm"
+
+
+def confirm_options(opts: StudyOptions, search_run: str, seeds: int, name: str | None = None) -> StudyOptions:
+    """The confirmation's study options: the study run :func:`confirm_name`, seeds
     ``FIRST_SEED .. FIRST_SEED + seeds - 1``, every row."""
-    return replace(opts, name=f"{search_run}-confirm", seeds=seeds, first_seed=FIRST_SEED, rows=())
+    return replace(opts, name=confirm_name(search_run, name), seeds=seeds, first_seed=FIRST_SEED, rows=())
 
 
 def resolve_confirm(opts: StudyOptions, search_run: str, k: int, seeds: int,
-                    saved: Mapping[str, Any] | None = None) -> tuple[StudyTrials, list[Candidate], int]:
+                    saved: Mapping[str, Any] | None = None,
+                    name: str | None = None) -> tuple[StudyTrials, list[Candidate], int]:
     """The confirmation's trials, its candidates and the search's finished trial count: from
     ``saved`` (:func:`candidates_state` of a confirmation that started) when given, else chosen now
     from the search's MLflow runs."""
     if k < 1:
         raise ConfigError(f"--confirm {k} must be >= 1")
-    copts = confirm_options(opts, search_run, seeds)
+    copts = confirm_options(opts, search_run, seeds, name)
     if saved:
         candidates = [Candidate(**c) for c in saved["candidates"]]
         finished = int(saved["finished_trials"])
         if saved["search_run"] != search_run or len(candidates) != k:
             raise ConfigError(f"confirmation {copts.name} re-trains the top {len(candidates)} of search "
                               f"{saved['search_run']}, not the top {k} of {search_run}: repeat --confirm "
-                              f"{len(candidates)} to resume it (its folder {CANDIDATES_FILE} records the rows)")
+                              f"{len(candidates)} to resume it (its folder {CANDIDATES_FILE} records the rows), or "
+                              f"give a new confirmation another --confirm-name")
     else:
         candidates, finished = choose_candidates(copts, search_run, k)
     return resolve_study(confirm_study(candidates, search_run), copts), candidates, finished
@@ -177,16 +188,16 @@ def write_confirm(frame: pd.DataFrame, out_dir: str | Path, **kw: Any) -> dict[s
     return {"markdown": md, "csv": csv}
 
 
-def run_confirm(opts: StudyOptions, search_run: str, k: int, seeds: int) -> Any:
+def run_confirm(opts: StudyOptions, search_run: str, k: int, seeds: int, name: str | None = None) -> Any:
     """Run (or resume) the confirmation of ``search_run``'s top ``k`` with ``seeds`` fresh seeds; a
     :class:`tdrl.study.runner.StudyResult` whose table is :func:`confirm_frame`'s."""
     # Ray (through the runner): seconds to import, not on the path of `tdrl search --help` or --plan
     from tdrl.study.runner import StudyResult, grid_space, prepare_study_data, read_state, run_tune, write_state
 
     # Which rows it trains is decided once: a resumed confirmation reads them from its folder.
-    study_dir = join(storage_of(opts), confirm_options(opts, search_run, seeds).name)
+    study_dir = join(storage_of(opts), confirm_name(search_run, name))
     saved = read_state(study_dir, CANDIDATES_FILE)
-    trials, candidates, finished = resolve_confirm(opts, search_run, k, seeds, saved)
+    trials, candidates, finished = resolve_confirm(opts, search_run, k, seeds, saved, name)
     trials = prepare_study_data(trials)  # refused before Ray starts: no trial fails on it
     if saved is None:
         write_state(trials.study_dir, candidates_state(candidates, search_run, finished), CANDIDATES_FILE)

@@ -133,6 +133,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--seeds fresh seeds (1..S; the search trains seed 0) beside the TIM baseline, and tabulate "
                         "them (confirm.md: search score beside confirmed mean, paired difference, p, Holm's p)")
     p.add_argument("--seeds", type=int, default=5, help="with --confirm: seeds per configuration (default 5)")
+    p.add_argument("--confirm-name", default=None, metavar="NAME",
+                   help="with --confirm: the confirmation's study run (default <--name>-confirm); a confirmation "
+                        "keeps the rows it started with, so confirm a search that has grown under a new name")
     p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on the epoch)")
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--search-seed", type=int, default=0, help="Optuna sampler seed")
@@ -142,10 +145,10 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args, name=args.name or f"search-{args.preset}", seeds=1)
     if args.confirm is not None:  # the search named by --name is read, not run
         if args.plan:
-            trials, _, _ = resolve_confirm(opts, opts.name, args.confirm, args.seeds)
+            trials, _, _ = resolve_confirm(opts, opts.name, args.confirm, args.seeds, name=args.confirm_name)
             return print_plan(plan_trials(trials, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
                                           clips_per_s=args.clips_per_s))
-        return finish(run_confirm(opts, opts.name, args.confirm, args.seeds), "confirmation")
+        return finish(run_confirm(opts, opts.name, args.confirm, args.seeds, name=args.confirm_name), "confirmation")
     if args.plan:  # print what would run, start nothing
         return print_plan(search_plan(opts, args.samples, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
                                       clips_per_s=args.clips_per_s))

@@ -86,6 +86,21 @@ def test_a_resumed_confirmation_keeps_its_rows_and_refuses_others(tmp_path):
         resolve_confirm(opts, "search-smoke", 0, 3, saved)
 
 
+def test_a_confirmation_under_another_name_trains_the_same_runs_as_the_first(tmp_path):
+    # A search that has grown is confirmed under a new --confirm-name: same trials, same config hashes,
+    # so every run the first confirmation finished is shared with the second, not trained again.
+    opts = StudyOptions(preset="smoke", storage=str(tmp_path / "runs"), mlflow_uri=f"sqlite:///{tmp_path}/m.db")
+    saved = candidates_state(_candidates(), "search-smoke", 4)
+    first, _, _ = resolve_confirm(opts, "search-smoke", 2, 3, saved)
+    second, _, _ = resolve_confirm(opts, "search-smoke", 2, 3, saved, name="search-smoke-confirm32")
+    assert (first.study_run, second.study_run) == ("search-smoke-confirm", "search-smoke-confirm32")
+    assert [(t.row, t.seed, t.config_hash) for t in first.trials] == [(t.row, t.seed, t.config_hash)
+                                                                      for t in second.trials]
+    assert second.study_dir != first.study_dir
+    with pytest.raises(ConfigError, match="--confirm-name must not be empty"):
+        resolve_confirm(opts, "search-smoke", 2, 3, saved, name=" ")
+
+
 def test_candidates_come_from_the_named_search_in_mlflow(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     opts = StudyOptions(preset="bench", mlflow_uri=uri)
