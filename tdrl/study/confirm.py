@@ -35,6 +35,7 @@ from tdrl.study.definitions import PEM, TD, TIM_BASELINE, Row, Study
 from tdrl.study.naming import experiment_name, sampled_label, tables_dir
 from tdrl.study.search_report import finished_trials, search_backbone, typed_value
 from tdrl.study.search_space import optuna_distributions, td_block_choices
+from tdrl.study.state import read_state, write_state
 from tdrl.study.stats import CONFIDENCE, TEST_NAME, Paired, fmt_difference, fmt_p
 from tdrl.study.tables import find_parent_run, fmt_measured, report
 from tdrl.study.trials import StudyOptions, StudyTrials, resolve_study, storage_of
@@ -120,6 +121,11 @@ def confirm_options(opts: StudyOptions, search_run: str, seeds: int, name: str |
     return replace(opts, name=confirm_name(search_run, name), seeds=seeds, first_seed=FIRST_SEED, rows=())
 
 
+def saved_candidates(opts: StudyOptions, search_run: str, name: str | None = None) -> dict[str, Any] | None:
+    """What a started confirmation kept in its folder (:func:`candidates_state`), or None before it starts."""
+    return read_state(join(storage_of(opts), confirm_name(search_run, name)), CANDIDATES_FILE)
+
+
 def resolve_confirm(opts: StudyOptions, search_run: str, k: int, seeds: int,
                     saved: Mapping[str, Any] | None = None,
                     name: str | None = None) -> tuple[StudyTrials, list[Candidate], int]:
@@ -192,11 +198,10 @@ def run_confirm(opts: StudyOptions, search_run: str, k: int, seeds: int, name: s
     """Run (or resume) the confirmation of ``search_run``'s top ``k`` with ``seeds`` fresh seeds; a
     :class:`tdrl.study.runner.StudyResult` whose table is :func:`confirm_frame`'s."""
     # Ray (through the runner): seconds to import, not on the path of `tdrl search --help` or --plan
-    from tdrl.study.runner import StudyResult, grid_space, prepare_study_data, read_state, run_tune, write_state
+    from tdrl.study.runner import StudyResult, grid_space, prepare_study_data, run_tune
 
     # Which rows it trains is decided once: a resumed confirmation reads them from its folder.
-    study_dir = join(storage_of(opts), confirm_name(search_run, name))
-    saved = read_state(study_dir, CANDIDATES_FILE)
+    saved = saved_candidates(opts, search_run, name)
     trials, candidates, finished = resolve_confirm(opts, search_run, k, seeds, saved, name)
     trials = prepare_study_data(trials)  # refused before Ray starts: no trial fails on it
     if saved is None:

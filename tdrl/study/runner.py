@@ -40,17 +40,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import pyarrow.fs
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from tdrl.config.base import ConfigError
-from tdrl.config.paths import is_uri, join
+from tdrl.config.paths import is_uri
 from tdrl.study import tables
 from tdrl.study.definitions import Study, get_study
 from tdrl.study.naming import tables_dir, trial_name
 from tdrl.study.sharing import find_shared, record_shared
+from tdrl.study.state import read_state, write_state
 from tdrl.study.trials import StudyOptions, StudyTrials, resolve_study
 from tdrl.train.cluster import connect_ray, trial_resources
 from tdrl.train.console import quiet_console
@@ -58,9 +58,6 @@ from tdrl.train.presets import get_preset, prepare_data
 from tdrl.train.tracking import (ROLE_TAG, SCORE, STOPPED_EARLY_TAG, STUDY_RUN_TAG, STUDY_TAG, TABLE_TAG, child_runs,
                                  end_run, find_or_create_run, find_run, get_run, mlflow_client, set_tags, with_retry)
 from tdrl.train.trainer import fit, preflight
-
-STATE_FILE = "tdrl_study.json"
-
 
 @dataclass
 class StudyResult:
@@ -75,32 +72,6 @@ class StudyResult:
     seconds: float = 0.0
     errors: int = 0
     unfinished: int = 0  # trials neither finished nor failed (the study was stopped): run again to resume
-
-
-# --- the study folder's state file -----------------------------------------------------------------
-
-def _fs(path: str):
-    """``(pyarrow filesystem, path within it)`` for a local folder or a URI (s3://, gs://)."""
-    if is_uri(path):
-        return pyarrow.fs.FileSystem.from_uri(path)
-    return pyarrow.fs.LocalFileSystem(), str(Path(path).resolve())
-
-
-def read_state(study_dir: str, name: str = STATE_FILE) -> dict[str, Any] | None:
-    """The JSON file ``name`` of a study folder (local or a URI), or None when it has none."""
-    fs, p = _fs(join(study_dir, name))
-    try:
-        with fs.open_input_stream(p) as f:
-            return json.loads(f.read().decode())
-    except (FileNotFoundError, OSError):
-        return None
-
-
-def write_state(study_dir: str, state: Mapping[str, Any], name: str = STATE_FILE) -> None:
-    fs, p = _fs(join(study_dir, name))
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(p) as f:
-        f.write(json.dumps(state, indent=1, default=str).encode())
 
 
 def grid_options(opts: StudyOptions) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import pandas as pd
 from tdrl.cli import main as tdrl_main
 from tdrl.config.base import ConfigError
 from tdrl.study.cli import add_common_arguments, finish, options_from_args
-from tdrl.study.confirm import resolve_confirm, run_confirm
+from tdrl.study.confirm import resolve_confirm, run_confirm, saved_candidates
 from tdrl.study.definitions import PEM, TD, TIM_BASELINE, Row, Study
 from tdrl.study.naming import tables_dir
 from tdrl.study.plan import Plan, plan_trials, print_plan
@@ -145,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args, name=args.name or f"search-{args.preset}", seeds=1)
     if args.confirm is not None:  # the search named by --name is read, not run
         if args.plan:
-            trials, _, _ = resolve_confirm(opts, opts.name, args.confirm, args.seeds, name=args.confirm_name)
+            # a started confirmation plans the rows it keeps, not the grown search's top K
+            saved = saved_candidates(opts, opts.name, args.confirm_name)
+            trials, _, _ = resolve_confirm(opts, opts.name, args.confirm, args.seeds, saved, name=args.confirm_name)
             return print_plan(plan_trials(trials, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
                                           clips_per_s=args.clips_per_s))
         return finish(run_confirm(opts, opts.name, args.confirm, args.seeds, name=args.confirm_name), "confirmation")

@@ -101,6 +101,29 @@ def test_a_confirmation_under_another_name_trains_the_same_runs_as_the_first(tmp
         resolve_confirm(opts, "search-smoke", 2, 3, saved, name=" ")
 
 
+def test_plan_of_a_started_confirmation_shows_the_rows_it_keeps(tmp_path, capsys):
+    # --plan reads confirm_candidates.json as the run does: the kept rows, even with no search in the
+    # store to choose from (a grown search would otherwise plan another top K than the run trains).
+    from tdrl.cli import main as tdrl_main
+    from tdrl.study.state import write_state
+
+    storage, uri = tmp_path / "runs", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["search", "--preset", "smoke", "--name", "search-smoke", "--storage", str(storage), "--mlflow-uri", uri,
+              "--confirm", "2", "--seeds", "3", "--plan"]
+    assert tdrl_main(common) == 2
+    assert "no search run named 'search-smoke'" in capsys.readouterr().err
+    write_state(str(storage / "search-smoke-confirm"), candidates_state(_candidates(), "search-smoke", 4),
+                "confirm_candidates.json")
+    capsys.readouterr()
+    assert tdrl_main(common) == 0
+    plan = capsys.readouterr().out
+    assert "9 (3 row(s) x 3 seed(s))" in plan, plan
+    assert "#1 λ 1.0e-05, ratio 0.5, PEM after, TD after, at s4, m0 zeros" in plan, plan
+    assert "#2 λ 9.0e-04, ratio 0.5, PEM after, TD after, at s3-4, m0 last" in plan, plan
+    assert tdrl_main([*common, "--confirm-name", "search-smoke-confirm32"]) == 2  # another name: chosen afresh
+    assert "no search run named 'search-smoke'" in capsys.readouterr().err
+
+
 def test_candidates_come_from_the_named_search_in_mlflow(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     opts = StudyOptions(preset="bench", mlflow_uri=uri)
@@ -160,7 +183,7 @@ def test_search_then_confirm_end_to_end(study_data, tmp_path, ray_session):
     from study_helpers import TINY
 
     from tdrl.cli import main as tdrl_main
-    from tdrl.study.runner import read_state
+    from tdrl.study.state import read_state
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ["--preset", "smoke", "--data", study_data, "--name", "s", "--storage", str(tmp_path / "runs"),
