@@ -89,7 +89,13 @@ def optuna_study(trials: pd.DataFrame, distributions: Mapping[str, Any],
 
     dists = {short(k): (CategoricalDistribution([shown(k, c) for c in d.choices]) if k in labels else d)
              for k, d in distributions.items()}
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    # a report builds one such study per shuffled-score null (20): Optuna's INFO line for each is noise
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for _, t in trials.iterrows():
         params = {short(k): shown(k, typed_value(str(t[k]), d)) for k, d in distributions.items()}
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=float(t["value"]), params=params,
