@@ -129,7 +129,9 @@ def build_difference_chart(df: "pd.DataFrame", *, title: str = "",
     ax = fig.subplots()
     bars = ax.bar(x - width / 2, np.nan_to_num(measured), width, yerr=err, capsize=3, color="tab:blue",
                   label="measured (paired mean, 95% CI)")
-    ax.bar(x + width / 2, paper, width, color="tab:grey", label="paper (SSv1)")
+    # a table the paper has no numbers for (a search's confirmation) gets no legend entry for them
+    ax.bar(x + width / 2, paper, width, color="tab:grey",
+           label="paper (SSv1)" if np.isfinite(paper).any() else "_nolegend_")
     for rect, value, ok, hi, lo in zip(bars, measured, has_ci, high, low):
         if math.isfinite(value):
             top = (hi if value >= 0 else lo) if ok else value

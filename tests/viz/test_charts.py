@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tdrl.viz.curves import build_curves_figure, fetch_history, log_learning_curves, save_learning_curves
-from tdrl.viz.study_chart import build_study_chart, log_study_chart, save_study_chart
+from tdrl.viz.study_chart import build_difference_chart, build_study_chart, log_study_chart, save_study_chart
 
 from .helpers import check_png
 
@@ -102,3 +102,12 @@ def test_study_chart_bars_errorbars_and_missing_paper(tmp_path):
     check_png(save_study_chart(df, tmp_path / "s.png", title="Table 7"), fig, 100)
     with pytest.raises(ValueError, match="paper"):
         build_study_chart(df.drop(columns=["paper"]))
+
+
+def test_difference_chart_names_the_paper_only_where_it_has_numbers():
+    df = pd.DataFrame({"row": ["#1", "#2"], "measured": [-1.0, 1.1], "low": [-2.8, -3.4], "high": [0.7, 5.5],
+                       "paper": [np.nan, np.nan]})
+    legend = build_difference_chart(df).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["measured (paired mean, 95% CI)"]
+    legend = build_difference_chart(df.assign(paper=[0.5, np.nan])).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["measured (paired mean, 95% CI)", "paper (SSv1)"]
