@@ -37,7 +37,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from tdrl.config.data import DataConfig  # noqa: E402
-from tdrl.data.dataset import build_dataset  # noqa: E402
+from tdrl.data.builders import build_dataset  # noqa: E402
 from tdrl.data.gpu_decode import collate_jpeg, decode_and_augment  # noqa: E402
 from tdrl.data.prepare import prepare_dataset  # noqa: E402
 from tdrl.data.synthetic import generate_synthetic  # noqa: E402

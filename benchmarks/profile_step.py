@@ -2,15 +2,17 @@
 
 One SGD step (forward, CE + lambda * TD, backward, step) as in ``benchmarks/throughput.py`` (bf16
 autocast, channels_last on CUDA), profiled after warm-up; the file gets, per network, the operators
-sorted by their own device time and the totals, so the extra time of TDRL over TSN can be read
-operator by operator (PEM's small matmuls, TIM's shifted sums, the TD loss).
+sorted by their own device time, then the same grouped by input shapes, and the totals, so the
+extra time of TDRL over TSN can be read operator by operator and block by block. ``--json`` also
+writes the per-operator figures.
 
-    python benchmarks/profile_step.py --out profile_tdrl_8f.txt [--frames 8] [--batch 32]
+    python benchmarks/profile_step.py --out profile_tdrl_8f.txt [--frames 8] [--batch 32] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py beside
 from throughput import make, sgd_step  # noqa: E402
 
 
-def profile_row(row: str, args: argparse.Namespace, device: torch.device) -> str:
+def profile_row(row: str, args: argparse.Namespace, device: torch.device) -> tuple[str, dict]:
     torch.manual_seed(0)
     model = make(row, args.frames, device, channels_last=device.type == "cuda").train()
     x = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)  # (N, T, C, H, W)
@@ -38,14 +40,22 @@ def profile_row(row: str, args: argparse.Namespace, device: torch.device) -> str
     if device.type == "cuda":
         torch.cuda.synchronize()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
+    with profile(activities=acts, record_shapes=True) as prof:
         for _ in range(args.steps):
             step()
         if device.type == "cuda":
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=key, row_limit=args.rows)
-    return f"## {row}: {args.batch} clips x {args.frames} frames x {args.size}^2, {args.steps} steps\n{table}\n"
+    averages = prof.key_averages()
+    table = averages.table(sort_by=key, row_limit=args.rows)
+    shapes = prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=args.rows)
+    head = f"## {row}: {args.batch} clips x {args.frames} frames x {args.size}^2, {args.steps} steps"
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"  # microseconds
+    ops = sorted(({"op": e.key, "calls": e.count, "self_device_ms": getattr(e, attr) / 1e3 / args.steps}
+                  for e in averages), key=lambda o: -o["self_device_ms"])
+    summary = {"row": row, "steps": args.steps, "self_device_ms_per_step": sum(o["self_device_ms"] for o in ops),
+               "ops": ops[:args.rows]}
+    return f"{head}\n{table}\n### by input shape\n{shapes}\n", summary
 
 
 def main() -> None:
@@ -59,12 +69,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rows", type=int, default=40, help="operators listed per network")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--json", default=None, help="also write per-operator self device time per step here")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    text = "".join(profile_row(r, args, device) for r in args.networks.split(","))
+    rows = [profile_row(r, args, device) for r in args.networks.split(",")]
+    text = "".join(t for t, _ in rows)
     Path(args.out).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": str(device), "rows": [s for _, s in rows]}, indent=2))
     print(text[-3000:])
 
 

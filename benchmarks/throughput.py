@@ -3,7 +3,9 @@
 Each row is one network trained with SGD (forward, backward, step) on random clips
 ``(N, T, 3, S, S)``; on CUDA with bf16 autocast and channels_last, eager and torch.compile. Rows:
 ``tsn`` (torchvision ResNet-50 over N*T frames), ``tsm``/``tim`` (temporal module only), ``tdrl``
-(spec defaults: PEM + TIM + TD loss) and ``straightforward`` (the same TDRL computed by
+(spec defaults: PEM + TIM + TD loss, ``model.kernels=auto``: the Triton kernels on CUDA),
+``tdrl-recompute`` (the same with ``model.recompute=true``), ``tdrl-eager`` (``model.kernels=eager``:
+PyTorch's ops, the path before the kernels) and ``straightforward`` (the same TDRL computed by
 :mod:`tdrl.model.reference`, the spec's 120 clips/s yardstick). Before timing, the fast TDRL and the
 straightforward one are checked to agree on the same weights (bf16 tolerance on the GPU).
 Prints clips/s, peak memory and TDRL/TSN ratios per mode and frame count; ``--json`` writes them.
@@ -30,12 +32,15 @@ ROWS = {
     "tsm": dict(temporal="tsm", enhance="none", td_ratio=0.0),
     "tim": dict(temporal="tim", enhance="none", td_ratio=0.0),
     "tdrl": dict(),
+    "tdrl-recompute": dict(recompute=True),
+    "tdrl-eager": dict(kernels="eager"),
     "straightforward": dict(),
 }
 
 
-def make(row: str, frames: int, device: torch.device, channels_last: bool) -> torch.nn.Module:
-    cfg = dataclasses.replace(ModelConfig(frames=frames), **ROWS[row])
+def make(row: str, frames: int, device: torch.device, channels_last: bool, backbone: str = "resnet50",
+         width: float = 1.0) -> torch.nn.Module:
+    cfg = dataclasses.replace(ModelConfig(frames=frames, backbone=backbone, width=width), **ROWS[row])
     model = TDRLNet(cfg)
     if row == "straightforward":
         model = straightforward(model)
@@ -46,7 +51,7 @@ def make(row: str, frames: int, device: torch.device, channels_last: bool) -> to
 def check_equivalence(frames: int, args: argparse.Namespace, device: torch.device) -> float:
     """Max relative difference of scores between the fast and straightforward TDRL on one batch."""
     torch.manual_seed(0)
-    fast = make("tdrl", frames, device, args.channels_last).eval()
+    fast = make("tdrl", frames, device, args.channels_last, args.backbone, args.width).eval()
     for name, p in fast.named_parameters():
         if ".temporal." in name or ".enhance." in name:
             torch.nn.init.normal_(p, std=0.1)
@@ -81,10 +86,10 @@ def sgd_step(model: torch.nn.Module, bf16: bool, device: torch.device):
 
 def run_row(row: str, frames: int, mode: str, args: argparse.Namespace, device: torch.device) -> dict:
     torch.manual_seed(0)
-    model = make(row, frames, device, args.channels_last).train()
+    model = make(row, frames, device, args.channels_last, args.backbone, args.width).train()
     step, opt = sgd_step(model, args.bf16, device)
 
-    fn = torch.compile(step) if mode == "compile" else step
+    fn = torch.compile(step, backend=args.compile_backend) if mode == "compile" else step
     x = torch.randn(args.batch, frames, 3, args.size, args.size, device=device)  # (N, T, C, H, W)
     if args.channels_last:
         # channels_last of the folded frames (N*T, C, H, W) is this 5-D stride order.
@@ -117,6 +122,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--modes", default="eager,compile")
     parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--backbone", default="resnet50", help="smaller ones for a CPU smoke run")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--compile-backend", default="inductor", help="aot_eager for a quick CPU smoke run")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,

@@ -9,10 +9,16 @@ The ``TRAIN_DRIVER`` custom resource lets Tune trial drivers run without taking 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+# tdrl's Triton kernels (model.kernels=triton) run on CPU tensors in Triton's interpreter, which Triton
+# reads once, when it is first imported (torchvision imports it): so here, before anything imports torch.
+# Not where a GPU is present: there the gpu tests run the compiled kernels.
+if not any(Path("/dev").glob("nvidia[0-9]*")):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 # A run whose resources can never be met should fail a test, not hang it.
 os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
 

@@ -40,7 +40,7 @@ def test_a_real_training_failure_shows_its_traceback(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("worker group died")
 
-    monkeypatch.setattr("tdrl.train.trainer.fit", broken)
+    monkeypatch.setattr("tdrl.train.cli.fit", broken)
     with pytest.raises(RuntimeError, match="worker group died"):  # not swallowed into "training failed"
         main(["train", "--preset", "paper", "--storage-path", str(tmp_path)])
 

@@ -24,6 +24,8 @@ import types
 import typing
 from typing import Any, Iterable, Mapping, TypeVar
 
+from tdrl.config.paths import absolute
+
 T = TypeVar("T")
 
 
@@ -253,8 +255,6 @@ def given_arguments(args: argparse.Namespace, cls: type, prefix: str = "") -> di
     """The options of ``cls`` the user actually gave (value not None), keyed by field name, with
     the ``path`` fields made absolute against the current folder (a path typed on a command line
     means what the shell means by it). ``prefix`` is the ``dest`` prefix the options were added with."""
-    from tdrl.config.paths import absolute
-
     given = {}
     for f in dataclasses.fields(cls):
         value = getattr(args, prefix + f.name, None)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from tdrl.config.base import ConfigError, check_declared, check_int, check_range
+from tdrl.config.paths import uri_scheme
 
 # Datasets where left/right carries the class ("pushing from left to right"): never flip them.
 ORDER_SENSITIVE = ("sthv1", "sthv2")
@@ -76,8 +77,8 @@ class DataConfig:
         check_declared(self)
         if not isinstance(self.root, str) or not self.root:
             raise ConfigError(f"{s}.root={self.root!r} must be a non-empty directory path")
-        if "://" in self.root:
-            scheme = self.root.split("://", 1)[0].lower()
+        scheme = uri_scheme(self.root)
+        if scheme:
             if scheme not in REMOTE_SCHEMES:
                 raise ConfigError(f"{s}.root={self.root}: the scheme {scheme}:// is not supported; use a local "
                                   f"folder or s3://, gs:// or file:/// (staged onto each node, docs/data.md)")

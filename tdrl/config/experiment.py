@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from tdrl.config.base import ConfigError, flatten, from_dict, split_flat, to_dict
 from tdrl.config.data import DataConfig
 from tdrl.config.model import ModelConfig
@@ -75,8 +77,6 @@ def read_file(path: str | Path) -> dict[str, Any]:
         if path.suffix.lower() == ".json":
             raw = json.loads(text)
         else:
-            import yaml
-
             raw = yaml.safe_load(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError: both are parse errors of this file
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc

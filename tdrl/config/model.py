@@ -55,6 +55,13 @@ class ModelConfig:
     dropout: float = field(default=0.5, metadata={"help": "dropout before the classifier"})
     pretrained: str | None = field(default=None, metadata={
         "help": "ImageNet weights: 'imagenet' (torchvision's cache) or a .pth path; none for random init"})
+    kernels: Literal["auto", "eager", "triton"] = field(default="auto", metadata={
+        "help": "how PEM, TIM/TSM and the TD loss run: triton = fused Triton kernels (CUDA; on CPU tensors only "
+                "under TRITON_INTERPRET=1, slowly, for tests), eager = PyTorch ops, auto = triton on CUDA, eager "
+                "elsewhere. Changes rounding, not the function"})
+    recompute: bool = field(default=False, metadata={
+        "help": "recompute PEM, TIM/TSM and the TD term in the backward instead of keeping their outputs: "
+                "TSN's activation memory for a second pass over each block input; results unchanged"})
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -86,4 +93,11 @@ class ModelConfig:
     def td_on(self) -> bool:
         """Whether any TD term is computed (ratio 0 or no blocks means none)."""
         return self.td_ratio > 0 and len(self.td_blocks) > 0
+
+    @property
+    def td_trains(self) -> bool:
+        """Whether the TD loss changes training: a TD term is computed (:attr:`td_on`) and weighs in the
+        loss (``td_lambda > 0``). With lambda 0 the term is computed and logged but the network trains
+        bit for bit as without it: runs share it (tdrl.study.sharing), plans and figures treat it as off."""
+        return self.td_on and self.td_lambda > 0
 

@@ -14,6 +14,11 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
+def uri_scheme(path: str) -> str:
+    """The scheme of a URI, lower-cased (``"s3"`` for ``S3://bucket/x``); ``""`` for a local path."""
+    return path.partition(":")[0].lower() if is_uri(path) else ""
+
+
 def absolute(path: str, base: str | Path | None = None) -> str:
     """``path`` made absolute against ``base`` (default: the current folder); a URI unchanged."""
     if is_uri(path):

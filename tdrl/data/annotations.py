@@ -13,6 +13,10 @@ Label-index conventions (the index a class gets is part of every checkpoint, so 
   index independent of the CSV's row order; the public 400-line label map is the same order.
 * list: the integer in the file; class names come from an optional one-per-line label map,
   otherwise ``"0" ... str(max_label)``.
+
+A root that is a URI (``s3://``, ``gs://``, ``file://``) is read in memory through pyarrow, writing
+nothing: the planner counts a remote dataset's clips this way. Its records' paths are not files to
+open; training stages the root first (tdrl.data.staging).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tdrl.config.base import InputError
+from tdrl.config.base import InputError, literal_values
+from tdrl.config.data import DataConfig
+from tdrl.config.paths import is_uri, join
 
 V2_DEFAULTS = {"labels": "something-something-v2-labels.json",
                "train": "something-something-v2-train.json",
@@ -60,12 +66,29 @@ class Annotations:
         return len(self.classes)
 
 
-def _read_text(path: Path) -> list[str]:
+def _read_text(path: Path | str) -> list[str]:
+    if is_uri(str(path)):
+        return _read_uri(str(path)).splitlines()
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(f"{path}: annotation/label file not found; check the path "
                               f"(relative paths are resolved against the dataset root)")
     return path.read_text(encoding="utf-8").splitlines()
+
+
+def _read_uri(uri: str) -> str:
+    """A remote annotation or label file's text, read into memory (pyarrow's filesystem for the scheme)."""
+    import pyarrow.fs  # remote roots only
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        with fs.open_input_stream(path) as f:
+            return f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise AnnotationError(f"{uri}: annotation/label file not found; check the path (relative paths are "
+                              f"resolved against the dataset root)") from None
+    except Exception as exc:  # ArrowInvalid (a bad URI), OSError from the cloud client, UnicodeDecodeError
+        raise AnnotationError(f"{uri}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
 def read_class_list(path: Path) -> tuple[str, ...]:
@@ -235,13 +258,14 @@ def parse_list(annotations: Path, video_dir: Path, labels: Path | None = None) -
     return Annotations(classes, tuple(records))
 
 
-def _resolve(root: Path, name: str | None, default: str | None, what: str, dataset: str) -> Path | None:
+def _resolve(root: Path | str, name: str | None, default: str | None, what: str, dataset: str) -> Path | str | None:
     if name is None:
         if default is None:
             return None
         name = default
-    p = Path(name)
-    return p if p.is_absolute() else Path(root) / p
+    if is_uri(name) or Path(name).is_absolute():
+        return name if is_uri(name) else Path(name)
+    return join(str(root), name) if is_uri(str(root)) else Path(root) / name
 
 
 def load_annotations(dataset: str, root: Path | str, annotations: Path | str | None, *,
@@ -252,8 +276,8 @@ def load_annotations(dataset: str, root: Path | str, annotations: Path | str | N
     Relative paths are resolved against ``root``; ``None`` means the official file name of ``split``
     for sthv1/sthv2 and is an error for the others.
     """
-    root = Path(root)
-    vdir = root / video_dir if video_dir else root
+    root = str(root) if is_uri(str(root)) else Path(root)
+    vdir = _resolve(root, video_dir, None, "video_dir", dataset) if video_dir else root
     defaults = {"sthv1": V1_DEFAULTS, "sthv2": V2_DEFAULTS}.get(dataset, {})
     ann = _resolve(root, None if annotations is None else str(annotations), defaults.get(split), "annotations", dataset)
     if ann is None:
@@ -271,6 +295,22 @@ def load_annotations(dataset: str, root: Path | str, annotations: Path | str | N
     raise AnnotationError(f"unknown dataset {dataset!r}; choose sthv1, sthv2, kinetics400 or list")
 
 
+def read_split(cfg: DataConfig, split: str) -> Annotations:
+    """Parse the annotation file of ``split`` ("train" or "val") named by ``cfg``, where its root is: a
+    remote root's files are read into memory (training stages them first: tdrl.data.builders)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    ann = cfg.train_annotations if split == "train" else cfg.val_annotations
+    return load_annotations(cfg.dataset, cfg.root, ann, split=split, labels=cfg.labels,
+                            video_dir=cfg.video_dir, video_ext=cfg.video_ext)
+
+
+def count_clips(cfg: DataConfig, split: str) -> int:
+    """Clips in the annotation file of ``split``. A remote root is read in memory, not staged: nothing
+    is written (the planner, ``--plan``)."""
+    return len(read_split(cfg, split).records)
+
+
 def class_counts(records: Sequence[VideoRecord], num_classes: int) -> list[int]:
     counts = [0] * num_classes
     for r in records:
@@ -282,9 +322,6 @@ def add_source_arguments(parser, *, root_help: str = "dataset directory") -> Non
     """The options that locate a dataset's files for :func:`load_annotations` (``tdrl data inspect``
     and ``tdrl data prepare``): ``--dataset``, ``--root``, ``--labels``, ``--video-dir``, ``--video-ext``.
     The commands make the paths typed absolute against the current folder."""
-    from tdrl.config.base import literal_values
-    from tdrl.config.data import DataConfig
-
     parser.add_argument("--dataset", required=True, choices=literal_values(DataConfig, "dataset"),
                         help="annotation format")
     parser.add_argument("--root", required=True, help=root_help)

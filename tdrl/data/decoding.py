@@ -92,7 +92,7 @@ class PyAVVideo:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         _check_file(self.path)
-        import av
+        import av  # the PyAV backend: imported when a video is opened with it
 
         try:
             with av.open(str(self.path)) as container:
@@ -110,7 +110,7 @@ class PyAVVideo:
         return self._n
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
-        import av
+        import av  # the PyAV backend: imported when a video is opened with it
 
         idx = _check_indices(self.path, indices, self._n)
         wanted = set(idx)
@@ -161,7 +161,7 @@ class FrameFolder:
         return list(self._files)
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
-        from PIL import Image
+        from PIL import Image  # frame folders only
 
         idx = _check_indices(self.path, indices, len(self._files))
         out = []
@@ -186,7 +186,7 @@ class FrameFolder:
 
 def _auto_video(path: Path) -> VideoSource:
     try:
-        import decord  # noqa: F401
+        import decord  # noqa: F401  (optional: PyAV is the fallback)
     except ImportError:
         return PyAVVideo(path)
     return DecordVideo(path)

@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from tdrl.data.dataset import VideoDataset
 from tdrl.data.decoding import DecodeError, FrameFolder, open_video
@@ -74,8 +75,6 @@ class JpegBatch:
 
 def jpeg_size(blob: bytes, path: object) -> tuple[int, int]:
     """``(h, w)`` from a JPEG header (Pillow reads only the header here); DecodeError if not a JPEG."""
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(blob)) as im:
             if im.format != "JPEG":
@@ -161,7 +160,7 @@ class FrameBytesDataset(VideoDataset):
 
 
 def _decode(blobs: list[torch.Tensor], device: torch.device, sources: list[str], owner: list[int]) -> list[torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg  # warns that it is deprecated on import: decode_on=device only
 
     try:
         return decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device)

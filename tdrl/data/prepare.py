@@ -39,9 +39,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+from PIL import Image
+
 from tdrl.config.base import ConfigError, InputError
 from tdrl.config.paths import absolute
 from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS, add_source_arguments, load_annotations
+from tdrl.data.decoding import FrameFolder, _check_file
 from tdrl.data.manifest import write_manifest
 from tdrl.data.shards import add_shard_size_argument, pack_folder, report
 
@@ -116,15 +120,11 @@ def _frames(src: Path):
     """Yield the frames of a video file (PyAV, sequential) or frame folder as ``(H, W, 3)`` uint8, or
     ``(path, None)`` for folder JPEGs that can be copied as they are (see :func:`convert_video`)."""
     if src.is_dir():
-        from tdrl.data.decoding import FrameFolder
-
         for f in FrameFolder(src).files:
             yield f
         return
-    from tdrl.data.decoding import _check_file
-
     _check_file(src)
-    import av
+    import av  # PyAV: imported by the conversion workers, not on `tdrl data prepare --help`'s path
 
     with av.open(str(src)) as container:
         for frame in container.decode(video=0):
@@ -136,9 +136,6 @@ def convert_video(src: Path, dst: Path, params: PrepareParams) -> int:
 
     Written into a temporary sibling folder and renamed, so ``dst`` exists only when complete.
     """
-    import numpy as np
-    from PIL import Image
-
     tmp = dst.with_name(f"{dst.name}.part-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

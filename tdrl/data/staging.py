@@ -64,6 +64,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 from tdrl.config.base import ConfigError, InputError, replace
 from tdrl.config.data import DataConfig
 from tdrl.config.paths import is_uri
+from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS
 from tdrl.data.manifest import CHUNK, MANIFEST, Entry, ManifestError, file_sha256, format_manifest, parse_manifest
 from tdrl.data.shards import SHARDS, Shard, ShardError, ShardSet, parse_shards, unpack_shard
 
@@ -125,7 +126,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _open(uri: str):
-    import pyarrow.fs
+    import pyarrow.fs  # remote roots only
 
     try:
         return pyarrow.fs.FileSystem.from_uri(uri.rstrip("/"))
@@ -163,7 +164,7 @@ class _Meter:
         self.lock = threading.Lock()
         self.bar = None
         if show == "bar" and total:
-            from tqdm import tqdm
+            from tqdm import tqdm  # only when a bar is shown
 
             self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, smoothing=0.1)
 
@@ -234,7 +235,7 @@ def _signature(fs, remote: str) -> dict[str, list[int] | None] | None:
         infos = fs.get_file_info([f"{remote}/{SHARDS}", f"{remote}/{MANIFEST}"])
     except OSError:
         return None
-    import pyarrow.fs
+    import pyarrow.fs  # remote roots only
 
     sig: dict[str, list[int] | None] = {}
     for name, info in zip((SHARDS, MANIFEST), infos):
@@ -566,8 +567,6 @@ def localize(cfg: DataConfig, *, annotations_only: bool = False, base: str | Pat
     rel = {f: _under_root(cfg, f, getattr(cfg, f)) for f in _PATH_FIELDS}
     only = None
     if annotations_only:
-        from tdrl.data.annotations import V1_DEFAULTS, V2_DEFAULTS
-
         defaults = {"sthv1": V1_DEFAULTS, "sthv2": V2_DEFAULTS}.get(cfg.dataset, {})
         wanted = {"train_annotations": defaults.get("train"), "val_annotations": defaults.get("val"),
                   "labels": defaults.get("labels")}

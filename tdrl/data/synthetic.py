@@ -306,7 +306,7 @@ def clip_spec(params: SynthParams, clip: int) -> tuple[int, dict[str, Any]]:
 
 def encode_webm(video: np.ndarray, path: Path, fps: int = 12, crf: int = 30) -> None:
     """``(T, H, W, 3)`` uint8 -> VP9 WebM at ``path`` (written to a temp name, then renamed)."""
-    import av
+    import av  # PyAV: imported by the generator's workers, not on `tdrl synth --help`'s path
 
     tmp = path.with_name(path.name + ".part")
     # bitexact: no random segment UID / date in the header, so the same seed gives the same bytes.

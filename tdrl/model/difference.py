@@ -22,8 +22,12 @@ class FrameDifference(nn.Module):
         self.f2 = nn.Sequential(nn.Linear(channels, self.reduced), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nt, c = x.shape[:2]
-        pooled = x.mean(dim=(2, 3)).view(nt // self.frames, self.frames, c)  # (N, T, C)
+        return self.from_pooled(x.mean(dim=(2, 3)))
+
+    def from_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The differences from the frame descriptors ``(N*T, C)`` (global average pools)."""
+        nt, c = pooled.shape
+        pooled = pooled.view(nt // self.frames, self.frames, c)  # (N, T, C)
         return self.f2(pooled[:, 1:]) - self.f1(pooled[:, :-1])  # (N, T-1, C_r)
 
 

@@ -23,8 +23,19 @@ class MotionEnhancement(nn.Module):
 
     def enhancement(self, x: torch.Tensor) -> torch.Tensor:
         """The enhancement vectors a ``(N, T, C)``; the last frame's is all ones."""
-        a = torch.sigmoid(self.w_a(self.diff(x)))  # (N, T-1, C)
-        return torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+        return self._with_last(torch.sigmoid(self.w_a(self.diff(x))))  # (N, T-1, C) -> (N, T, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return excite(x, self.enhancement(x))
+
+    def enhancement_triton(self, x: torch.Tensor) -> torch.Tensor:
+        """The enhancement vectors as ``(N*T, C)`` for the Triton path (``model.kernels``): the same maps,
+        with the pooling of :mod:`tdrl.model.kernels.pool`."""
+        from tdrl.model.kernels.pool import frame_mean  # Triton: on the Triton path only
+
+        nt, c = x.shape[:2]
+        return self._with_last(torch.sigmoid(self.w_a(self.diff.from_pooled(frame_mean(x))))).reshape(nt, c)
+
+    @staticmethod
+    def _with_last(a: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a, torch.ones_like(a[:, :1])], dim=1)

@@ -26,6 +26,7 @@ from tdrl.model.resnet import ResNet
 from tdrl.model.td_loss import td_channels
 from tdrl.model.temporal_shift import TemporalShift
 from tdrl.model.tim import TemporalInteraction
+from tdrl.model.weights import load_imagenet
 
 # Parameters that take weight decay under the "weights" policy: the kernels of these modules.
 _DECAYED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, TemporalInteraction)
@@ -85,7 +86,8 @@ class TDRLNet(nn.Module):
         return TemporalBlock(block, frames=cfg.frames, enhance=enhance, temporal=temporal,
                              enhance_before=cfg.enhance_position == "before",
                              td_channels=td_channels(cfg.td_ratio, channels) if td else 0,
-                             td_before=cfg.td_position == "before")
+                             td_before=cfg.td_position == "before", kernels=cfg.kernels,
+                             recompute=cfg.recompute)
 
     def param_groups(self, weight_decay: float, policy: str = "weights") -> list[dict]:
         """SGD parameter groups for ``train.decay_policy`` (spec.md, Training recipe, "Parameter groups").
@@ -143,7 +145,5 @@ def build_model(cfg: ModelConfig) -> TDRLNet:
     """The network for ``cfg``, with ImageNet weights loaded when ``cfg.pretrained`` is set."""
     model = TDRLNet(cfg)
     if cfg.pretrained:
-        from tdrl.model.weights import load_imagenet
-
         load_imagenet(model, cfg.pretrained, cfg.backbone)
     return model

@@ -19,9 +19,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from tdrl.config.base import literal_values
+from tdrl.config.model import ModelConfig
 from tdrl.model.difference import FrameDifference, excite
 
-MEMORY_INITS = ("last", "first", "zeros")
+MEMORY_INITS = literal_values(ModelConfig, "mem_init")  # ("last", "first", "zeros")
 
 
 def initial_memory(d: torch.Tensor, mode: str) -> torch.Tensor:
@@ -66,6 +68,13 @@ class ProgressiveEnhancement(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return excite(x, self.enhancement(x))
+
+    def enhancement_triton(self, x: torch.Tensor) -> torch.Tensor:
+        """The enhancement vectors as ``(N*T, C)``, on the Triton path (``model.kernels``): pooling, the
+        reductions, the whole gate recurrence and W_a as one operator (:mod:`tdrl.model.kernels.pem`)."""
+        from tdrl.model.kernels.pem import enhancement  # Triton: on the Triton path only
+
+        return enhancement(x, self)
 
     def extra_repr(self) -> str:
         return f"frames={self.frames}, mem_init={self.mem_init!r}"

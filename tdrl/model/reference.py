@@ -94,7 +94,8 @@ def shift_tsm(x: torch.Tensor, frames: int, shift_div: int) -> torch.Tensor:
 def cosine_td(z: torch.Tensor, frames: int, channels: int) -> torch.Tensor:
     """Eq. 7 with the T x T cosine matrix: off-diagonal mean per channel, summed over channels, mean over clips."""
     nt, c, h, w = z.shape
-    zc = z.view(nt // frames, frames, c, h * w)[:, :, :channels].float().transpose(1, 2)  # (N, K, T, HW)
+    dtype = torch.float64 if z.dtype == torch.float64 else torch.float32  # float64 stays: the kernels' oracle
+    zc = z.view(nt // frames, frames, c, h * w)[:, :, :channels].to(dtype).transpose(1, 2)  # (N, K, T, HW)
     u = zc / zc.norm(dim=-1, keepdim=True).clamp_min(EPS)
     cos = u @ u.transpose(-1, -2)  # (N, K, T, T)
     off = ~torch.eye(frames, dtype=torch.bool, device=z.device)

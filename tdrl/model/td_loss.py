@@ -26,13 +26,14 @@ def td_channels(ratio: float, channels: int) -> int:
 def temporal_diversity(z: torch.Tensor, frames: int, channels: int) -> torch.Tensor:
     """TD term for ``z`` ``(N*T, C, H, W)`` over its first ``channels`` channels; a scalar.
 
-    Computed in float32 whatever the autocast dtype: the pair sum is a difference of two numbers of
-    order T^2 and T, which bf16 would round away.
+    Computed in float32 whatever the autocast dtype (float64 for float64 ``z``): the pair sum is a
+    difference of two numbers of order T^2 and T, which bf16 would round away.
     """
     nt, c, h, w = z.shape
+    dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
     if channels <= 0:
-        return z.new_zeros((), dtype=torch.float32)
-    zc = z.view(nt // frames, frames, c, h * w)[:, :, :channels].float()  # (N, T, C_mu, HW)
+        return z.new_zeros((), dtype=dtype)
+    zc = z.view(nt // frames, frames, c, h * w)[:, :, :channels].to(dtype)  # (N, T, C_mu, HW)
     u = zc / zc.norm(dim=-1, keepdim=True).clamp_min(EPS)
     total = u.sum(dim=1)  # (N, C_mu, HW)
     pair_sum = total.pow(2).sum(-1) - u.pow(2).sum(dim=(1, 3))  # (N, C_mu)

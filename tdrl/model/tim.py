@@ -35,13 +35,16 @@ def conv3(x5: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor
 
 
 def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``sum(a * b)`` per channel of ``(N, T', C, H, W)`` tensors, accumulated in float32: ``(C,)``."""
-    return (a * b).sum(dim=(0, 1, 3, 4), dtype=torch.float32)
+    """``sum(a * b)`` per channel of ``(N, T', C, H, W)`` tensors: ``(C,)``, accumulated in float32, or in
+    float64 for float64 tensors (a float32 sum was off by ~1e-7 relative from Conv1d's gradient there).
+    float32, bf16 and fp16 tensors keep the float32 sum, bit for bit as before."""
+    return (a * b).sum(dim=(0, 1, 3, 4), dtype=torch.float64 if a.dtype == torch.float64 else torch.float32)
 
 
 class _Conv3(torch.autograd.Function):
     """The temporal conv with a hand-written backward: the input's gradient is the same conv with the
-    kernel reversed in time, the kernel's gradient three per-channel dot products (float32 sums).
+    kernel reversed in time, the kernel's gradient three per-channel dot products (float32 sums,
+    float64 for float64 tensors).
     Autograd of the in-place slice updates cloned the whole gradient once per update instead."""
 
     @staticmethod

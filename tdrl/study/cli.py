@@ -12,7 +12,13 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from tdrl.cli import main as tdrl_main
 from tdrl.config.base import ConfigError
+from tdrl.study.definitions import STUDIES, get_study
+from tdrl.study.naming import TABLES_DIR
+from tdrl.study.plan import plan_trials, print_plan
+from tdrl.study.trials import StudyOptions, resolve_study
+from tdrl.train.presets import DEFAULT_PRESET, PRESETS
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -29,9 +35,7 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """The options every study and the search share (the long names of ``tdrl train``: ``--root``,
     ``--storage-path``; the older ``--data`` and ``--storage`` are kept as aliases)."""
-    from tdrl.train.presets import PRESETS
-
-    p.add_argument("--preset", choices=tuple(PRESETS), default="smoke",
+    p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                    help="base configuration: " + "; ".join(f"{x.name}: {x.description}" for x in PRESETS.values()))
     p.add_argument("--root", "--data", dest="data", default=None, metavar="ROOT",
                    help="dataset root (data.root); default: the preset's (synthetic sets are generated there)")
@@ -44,25 +48,25 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="override any configuration key, e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at a time (default: as many as the local CPUs fit; unlimited on a cluster)")
-    p.add_argument("--tables-out", default=None, help="folder for the table files (default runs/tables/<name>)")
+    p.add_argument("--tables-out", default=None, help=f"folder for the table files (default {TABLES_DIR}/<name>)")
     plan = p.add_argument_group("planning (--plan: print trials, concurrency, hours and cost; start nothing)")
     plan.add_argument("--plan", action="store_true",
                       help="print the trials still to train, how many run side by side, the estimated wall time, "
                            "GPU-hours and cost, then exit: no Ray, no files, no MLflow runs")
     plan.add_argument("--cluster", default=None, metavar="YAML",
-                      help="plan for this Ray cluster-launcher YAML (e.g. cluster/aws.yaml) at full scale; "
-                           "default: this machine")
+                      help="plan for this Ray cluster-launcher YAML or KubeRay manifest (e.g. cluster/aws.yaml) "
+                           "at full scale; default: this machine")
     plan.add_argument("--gpu-hour-price", type=float, default=None, metavar="USD",
-                      help="price of one GPU-hour (default: the node type's on-demand list price, tdrl/study/plan.py)")
+                      help="price of one GPU-hour (default: the GPU node types' on-demand, or spot, price from "
+                           "tdrl/cluster/instances.py)")
     plan.add_argument("--clips-per-s", type=float, default=None, metavar="N",
-                      help="training clips/s per GPU (or CPU worker) instead of the measured table "
-                           "(benchmarks/results/*.json, else spec.md's H100 yardstick)")
+                      help="training clips/s per GPU (or CPU worker) instead of each network's rate on the "
+                           "cluster's GPU (benchmarks/results/*.json, carried from the GPU it was measured on by "
+                           "tdrl/cluster/speed.py; else spec.md's H100 yardstick)")
 
 
 def add_arguments(p: argparse.ArgumentParser, study_name: str | None = None) -> None:
     """``tdrl study``'s options; ``study_name`` fixes the study (the scripts) instead of a positional NAME."""
-    from tdrl.study.definitions import STUDIES
-
     if study_name is None:
         p.add_argument("study", metavar="NAME",
                        help=f"the study: {', '.join(STUDIES)}, a script name (ablation_ratio) or a number (5)")
@@ -72,25 +76,27 @@ def add_arguments(p: argparse.ArgumentParser, study_name: str | None = None) -> 
     p.add_argument("--rows", default=None, help="comma-separated subset of rows (keys in tdrl/study/definitions.py)")
 
 
+def options_from_args(args: argparse.Namespace, **fixed: Any) -> StudyOptions:
+    """The study options a command line gives (``fixed`` sets some instead, e.g. the search's name)."""
+    given = dict(preset=args.preset, data=args.data, seeds=getattr(args, "seeds", 1), name=args.name,
+                 storage=args.storage, mlflow_uri=args.mlflow_uri,
+                 rows=tuple(r for r in (getattr(args, "rows", None) or "").split(",") if r),
+                 overrides=parse_set(args.set), max_concurrent=args.max_concurrent, tables_out=args.tables_out)
+    return StudyOptions(**{**given, **fixed})
+
+
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the study; bad input raises ConfigError (``tdrl study: error: ...``, exit 2)."""
-    from tdrl.study.definitions import get_study
-    from tdrl.study.runner import StudyOptions, run_study
-
     try:
         study = get_study(args.study)
     except KeyError as exc:  # only the unknown-study lookup: any other KeyError is a real failure
         raise ConfigError(str(exc.args[0])) from None
-    opts = StudyOptions(preset=args.preset, data=args.data, seeds=args.seeds, name=args.name,
-                        storage=args.storage, mlflow_uri=args.mlflow_uri,
-                        rows=tuple(r for r in (args.rows or "").split(",") if r),
-                        overrides=parse_set(args.set), max_concurrent=args.max_concurrent,
-                        tables_out=args.tables_out)
+    opts = options_from_args(args)
     if args.plan:  # print what would run, start nothing
-        from tdrl.study.plan import grid_plan, print_plan
+        return print_plan(plan_trials(resolve_study(study, opts), cluster=args.cluster,
+                                      gpu_hour_price=args.gpu_hour_price, clips_per_s=args.clips_per_s))
+    from tdrl.study.runner import run_study  # Ray: seconds to import, not on the path of --help or --plan
 
-        return print_plan(grid_plan(study, opts, cluster=args.cluster, gpu_hour_price=args.gpu_hour_price,
-                                    clips_per_s=args.clips_per_s))
     return finish(run_study(study, opts), "study")
 
 
@@ -108,6 +114,4 @@ def finish(result, what: str) -> int:
 
 def main(study_name: str, argv: Sequence[str] | None = None) -> int:
     """``studies/<script>.py``: the same as ``tdrl study <study_name> ...``."""
-    from tdrl.cli import main as tdrl_main
-
     return tdrl_main(["study", study_name, *(sys.argv[1:] if argv is None else argv)])

@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from tdrl.study.stats import holm, paired_difference, paired_power, seeds_for_halfwidth, seeds_for_power
+from tdrl.study.stats import Paired, fmt_difference, fmt_p, holm, paired_difference, paired_power, seeds_for_halfwidth, seeds_for_power
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,6 @@ def family_frame(entries: Sequence[Entry], table_holm: Mapping[tuple[str, str], 
 
 def family_markdown(frame: pd.DataFrame, effect: float = 1.0) -> str:
     """The family as a Markdown table with a note saying what each column is."""
-    from tdrl.study.stats import Paired, fmt_difference, fmt_p
 
     def count(v: float) -> str:
         return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))

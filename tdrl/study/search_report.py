@@ -10,7 +10,10 @@ the trials back from MLflow and rebuilds an Optuna study from them (each trial a
 - parameter importances by **fANOVA** (``FanovaImportanceEvaluator``, random-forest based, seeded so
   two reports agree): the share of the variance of the trials' scores that each parameter explains.
   With a few dozen trials each trained once, part of that variance is seed noise: importances say
-  what varied with the scores in this search, not what a parameter is worth;
+  what varied with the scores in this search, not what a parameter is worth. Each importance is
+  set beside the 95th percentile of the importances fANOVA gives the same trials with their scores
+  shuffled among them (:func:`null_importances`): importances always sum to 1 and some parameter
+  always leads, so only one above that level says the scores depended on it;
 - figures (Optuna's matplotlib plots): the optimisation history, the importances, parallel
   coordinates and one slice panel per parameter.
 
@@ -25,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from tdrl.study.search_space import optuna_distributions, td_block_choices
@@ -32,6 +36,7 @@ from tdrl.train.tracking import child_runs, log_artifacts, mlflow_client, with_r
 
 EVALUATOR = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
 FIGURES = ("history", "importances", "parallel", "slice")
+NULL_PERMUTATIONS = 20  # shuffled-score fANOVA runs behind each importance's noise level (seconds each)
 
 
 def finished_trials(runs: pd.DataFrame, keys: list[str], metric: str = "val_top1") -> pd.DataFrame:
@@ -49,9 +54,9 @@ def finished_trials(runs: pd.DataFrame, keys: list[str], metric: str = "val_top1
     return out.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 
-def _typed(value: str, dist: Any) -> Any:
+def typed_value(value: str, dist: Any) -> Any:
     """An MLflow param string back as the distribution's value type."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, IntDistribution  # optuna: seconds, off `tdrl tables --help`
 
     if isinstance(dist, CategoricalDistribution):
         for choice in dist.choices:
@@ -72,6 +77,7 @@ def optuna_study(trials: pd.DataFrame, distributions: Mapping[str, Any],
 
     Parameters are named without their section (``td_lambda``) and categorical values may be shown
     by a label (``labels["model.td_blocks"]["layer4.-1"] == "s4"``), so the figures stay legible."""
+    # optuna takes seconds to import: kept off the path of `tdrl tables --help` and the grid tables
     import optuna
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState, create_trial
@@ -85,7 +91,7 @@ def optuna_study(trials: pd.DataFrame, distributions: Mapping[str, Any],
              for k, d in distributions.items()}
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     for _, t in trials.iterrows():
-        params = {short(k): shown(k, _typed(str(t[k]), d)) for k, d in distributions.items()}
+        params = {short(k): shown(k, typed_value(str(t[k]), d)) for k, d in distributions.items()}
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=float(t["value"]), params=params,
                                      distributions=dists, user_attrs={"run_id": t["run_id"]}))
     return study
@@ -93,17 +99,18 @@ def optuna_study(trials: pd.DataFrame, distributions: Mapping[str, Any],
 
 def importances(study) -> dict[str, float]:
     """fANOVA importances (sum to 1), largest first."""
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances  # optuna: seconds to import
 
     return dict(get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0)))
 
 
 def save_figures(study, out_dir: Path, title: str = "") -> dict[str, Path]:
     """``search_<figure>.png`` for each of :data:`FIGURES`; returns the paths."""
+    # matplotlib and optuna's plots: seconds to import, needed only when figures are drawn
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display on a cluster node
     from optuna.exceptions import ExperimentalWarning
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization import matplotlib as ov
@@ -131,13 +138,39 @@ def save_figures(study, out_dir: Path, title: str = "") -> dict[str, Path]:
     return paths
 
 
-def importance_markdown(values: Mapping[str, float], n_trials: int, caption: str = "") -> str:
+def null_importances(trials: pd.DataFrame, distributions: Mapping[str, Any], permutations: int = NULL_PERMUTATIONS,
+                     seed: int = 0) -> pd.DataFrame:
+    """Importances of the same trials with their scores shuffled among them (``permutations`` times,
+    seeded): what fANOVA attributes to each parameter when the score depends on none. Over a few
+    dozen trials, importances always sum to 1 and some parameter always leads, so a measured
+    importance means something only above this; one line per permutation, a column per flat key."""
+    rng = np.random.default_rng(seed)
+    full = {short(k): k for k in distributions}
+    out = []
+    for _ in range(permutations):
+        shuffled = trials.assign(value=rng.permutation(trials["value"].to_numpy()))
+        out.append({full[k]: v for k, v in importances(optuna_study(shuffled, distributions)).items()})
+    return pd.DataFrame(out, columns=list(distributions))
+
+
+def importance_frame(values: Mapping[str, float], null: pd.DataFrame) -> pd.DataFrame:
+    """Each parameter's importance beside the 95th percentile of its shuffled-score importances, and
+    whether it lies above it."""
+    q95 = {k: float(null[k].quantile(0.95)) for k in values}
+    return pd.DataFrame({"parameter": list(values), "importance": list(values.values()),
+                         "null_q95": [q95[k] for k in values], "above_null": [values[k] > q95[k] for k in values]})
+
+
+def importance_markdown(frame: pd.DataFrame, n_trials: int, permutations: int, caption: str = "") -> str:
     head = f"**What the search's scores varied with: parameter importances** — {caption}" if caption else \
         "**What the search's scores varied with: parameter importances**"
-    lines = [head, "", "| parameter | importance |", "|---|---:|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in values.items()]
+    lines = [head, "", "| parameter | importance | 95% with scores shuffled | above it |", "|---|---:|---:|---|"]
+    lines += [f"| {t.parameter} | {t.importance:.3f} | {t.null_q95:.3f} | {'yes' if t.above_null else 'no'} |"
+              for t in frame.itertuples()]
     lines += ["", f"{EVALUATOR} over {n_trials} finished trials (each trained once, seed 0); importances sum "
-                  f"to 1 and include seed-to-seed noise."]
+                  f"to 1 and include seed-to-seed noise. Shuffled: the same trials with their scores permuted "
+                  f"among them ({permutations} times, seeded), i.e. what fANOVA reports when the score depends on "
+                  f"no parameter; an importance below its 95th percentile is indistinguishable from that."]
     return "\n".join(lines) + "\n"
 
 
@@ -158,9 +191,9 @@ def report_search(runs: pd.DataFrame, distributions: Mapping[str, Any], out_dir:
     study = optuna_study(trials, distributions, labels)
     full = {short(k): k for k in distributions}
     values = {full[k]: v for k, v in importances(study).items()}
-    pd.DataFrame({"parameter": list(values), "importance": list(values.values())}).to_csv(
-        out / "search_importance.csv", index=False)
-    md.write_text(importance_markdown(values, len(trials), caption))
+    frame = importance_frame(values, null_importances(trials, distributions))
+    frame.to_csv(out / "search_importance.csv", index=False)
+    md.write_text(importance_markdown(frame, len(trials), NULL_PERMUTATIONS, caption))
     paths = {"importance_md": md, "importance_csv": out / "search_importance.csv",
              **save_figures(study, out, title=caption)}
     return values, paths

@@ -29,7 +29,7 @@ def td_block_choices(backbone: str) -> dict[str, str]:
 def search_space(backbone: str = "resnet18") -> dict[str, Any]:
     """The Tune search space (OptunaSearch converts it); keys are flat configuration keys. The block
     choices depend on the backbone's depth (:func:`td_block_choices`)."""
-    from ray import tune
+    from ray import tune  # seconds to import: not on `tdrl search --help` or --plan
 
     return {
         "model.td_lambda": tune.loguniform(1e-5, 1e-3),
@@ -44,6 +44,6 @@ def search_space(backbone: str = "resnet18") -> dict[str, Any]:
 def optuna_distributions(backbone: str = "resnet18") -> dict[str, Any]:
     """:func:`search_space` as Optuna distributions (the conversion ``OptunaSearch`` makes), for
     rebuilding a study from its MLflow runs (:mod:`tdrl.study.search_report`)."""
-    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search.optuna import OptunaSearch  # Ray and optuna: seconds, only when rebuilding a study
 
     return OptunaSearch.convert_search_space(search_space(backbone))

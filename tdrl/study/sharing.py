@@ -14,6 +14,12 @@ What the hash covers: every field that decides what a run trains to, in a canoni
 - model fields that a configuration switches off are reset to their defaults (the TD ratio,
   position and blocks when the TD term has no weight; the enhancement position and memory init
   without PEM; the memory init with MEM; the shift fold without a temporal module);
+- how the network is computed: ``model.recompute`` never counts (it recomputes the same values);
+  ``model.kernels`` counts only as ``triton`` (fused Triton kernels round differently from PyTorch's
+  ops); ``auto`` and ``eager`` are left out, so every configuration keeps the hash it had before the
+  field existed. ``auto`` means triton on a GPU and eager on the CPU, as ``train.precision=auto``
+  means bf16 on a GPU and float32 on the CPU: the hash names a configuration, not the machine it ran
+  on; set ``model.kernels`` explicitly to keep kernel-pinned runs apart;
 - the dataset: a generated synthetic set by its generator parameters (so the same set in
   another folder, e.g. a job's temporary working directory, still matches), any other dataset by
   its absolute paths;
@@ -32,7 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from tdrl.config.base import from_dict
 from tdrl.config.model import ModelConfig
+from tdrl.config.paths import is_uri
+from tdrl.data.synthetic import MARKER
+from tdrl.train import tracking as tr
 
 RESULTS_VERSION = 2  # 2: parameter groups (no decay on norm layers/biases) and the post-build re-seed
 
@@ -40,7 +50,7 @@ RESULTS_VERSION = 2  # 2: parameter groups (no decay on norm layers/biases) and 
 _IGNORED = {
     "train.name", "train.storage_path", "train.mlflow_uri", "train.experiment", "train.progress",
     "train.max_failures", "train.keep_best", "train.fail_at_step", "train.fail_rank", "train.cpus_per_worker",
-    "data.workers", "data.on_error", "data.max_error_fraction", "data.cache", "train.seed",
+    "data.workers", "data.on_error", "data.max_error_fraction", "data.cache", "train.seed", "model.recompute",
 }
 _DATA_PATHS = ("data.root", "data.video_dir", "data.train_annotations", "data.val_annotations", "data.labels")
 
@@ -49,9 +59,16 @@ def _model_defaults() -> dict[str, Any]:
     return {f"model.{k}": v for k, v in ModelConfig().__dict__.items()}
 
 
+def _model(flat: Mapping[str, Any]) -> ModelConfig:
+    return from_dict(ModelConfig, {k[len("model."):]: v for k, v in flat.items() if k.startswith("model.")},
+                     section="model")
+
+
 def canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a resolved flat experiment that decide its result, in canonical form."""
     out = {k: v for k, v in flat.items() if k not in _IGNORED and not k.startswith("_")}
+    if out.get("model.kernels") in ("auto", "eager"):
+        del out["model.kernels"]
     defaults = _model_defaults()
 
     def reset(*keys: str) -> None:
@@ -59,7 +76,7 @@ def canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
             if key in out:
                 out[key] = defaults[key]
 
-    if float(out.get("model.td_ratio", 0.0)) == 0.0 or float(out.get("model.td_lambda", 0.0)) == 0.0:
+    if not _model(flat).td_trains:
         out["model.td_ratio"], out["model.td_lambda"] = 0.0, 0.0
         reset("model.td_position", "model.td_blocks")
     if out.get("model.enhance") == "none":
@@ -80,9 +97,7 @@ def canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def _synthetic_identity(root: str) -> dict[str, Any] | None:
     """A generated synthetic set's parameters (its completion marker), or None for other data."""
-    from tdrl.data.synthetic import MARKER
-
-    if "://" in root:
+    if is_uri(root):
         return None
     marker = Path(root) / MARKER
     try:
@@ -107,8 +122,6 @@ class SharedRun:
 def find_shared(uri: str, chash: str, seed: int, preset: str) -> SharedRun | None:
     """The oldest FINISHED, trained (not itself shared) run with this hash, seed and preset, in any
     experiment of the tracking store; None if there is none."""
-    from tdrl.train import tracking as tr
-
     client = tr.mlflow_client(uri)
     ids = [e.experiment_id for e in tr.with_retry(lambda: client.search_experiments(), uri)]
     if not ids:
@@ -118,7 +131,7 @@ def find_shared(uri: str, chash: str, seed: int, preset: str) -> SharedRun | Non
     runs = tr.with_retry(lambda: client.search_runs(ids, filter_string=filt, max_results=50,
                                                     order_by=["attributes.start_time ASC"]), uri)
     for run in runs:
-        if tr.SHARED_FROM_TAG not in run.data.tags and "val_top1" in run.data.metrics:
+        if tr.SHARED_FROM_TAG not in run.data.tags and tr.SCORE in run.data.metrics:
             return SharedRun(run.info.run_id, run.data.tags.get(tr.STUDY_TAG, ""), dict(run.data.metrics))
     return None
 
@@ -129,9 +142,7 @@ def record_shared(uri: str, experiment: str, run_name: str, parent_run_id: str, 
 
     Tagged with ``tdrl.run_name`` like a trained run, so a restarted trial finds it and reports it
     instead of recording a second one; ``display_name`` is what the UI shows (default ``run_name``)."""
-    from mlflow.entities import Metric
-
-    from tdrl.train import tracking as tr
+    from mlflow.entities import Metric  # seconds to import: only when a run is shared
 
     note = (f"Not trained here: the same configuration and seed were trained in study {source.study}, "
             f"run {source.run_id}; these are that run's final metrics.")

@@ -50,7 +50,7 @@ class Paired:
 def paired_difference(row: Mapping[int, float], baseline: Mapping[int, float],
                       confidence: float = CONFIDENCE) -> Paired:
     """Paired statistics of ``row`` minus ``baseline``, both keyed by seed."""
-    from scipy import stats
+    from scipy import stats  # seconds to import: not on the path of `tdrl tables --help`
 
     nan = float("nan")
     seeds = sorted(set(row) & set(baseline))
@@ -91,7 +91,7 @@ def paired_power(n: int, effect: float, sd: float, confidence: float = CONFIDENC
     when the differences have standard deviation ``sd``: the probability that a noncentral t with
     ``n - 1`` degrees of freedom and noncentrality ``effect / (sd / sqrt(n))`` falls beyond the test's
     critical value on either side."""
-    from scipy import stats
+    from scipy import stats  # scipy: seconds to import, off the light commands' path
 
     if n < 2:
         return float("nan")
@@ -103,7 +103,7 @@ def paired_power(n: int, effect: float, sd: float, confidence: float = CONFIDENC
 def seeds_for_halfwidth(sd: float, halfwidth: float, confidence: float = CONFIDENCE, limit: int = 10_000) -> int:
     """The fewest pairs whose t interval of the mean difference is at most ``± halfwidth``, for
     differences of standard deviation ``sd``: the smallest n >= 2 with t_{n-1} sd / sqrt(n) <= halfwidth."""
-    from scipy import stats
+    from scipy import stats  # scipy: seconds to import, off the light commands' path
 
     for n in range(2, limit + 1):
         if float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n) <= halfwidth:

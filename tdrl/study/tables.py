@@ -18,32 +18,27 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from tdrl.study.definitions import Study
-from tdrl.study.search_report import log_search_report, ranked_trials, search_backbone
-from tdrl.study.search_space import optuna_distributions
+from tdrl.config.base import ConfigError
+from tdrl.study.definitions import STUDIES, Study, get_study
+from tdrl.study.family import Entry, family_frame, family_markdown
+from tdrl.study.naming import EXPERIMENT_PREFIX, TABLES_DIR, experiment_name, trial_label
+from tdrl.study.search_report import log_search_report, ranked_trials, search_backbone, short
+from tdrl.study.search_space import optuna_distributions, td_block_choices
+from tdrl.study.stats import CONFIDENCE, TEST_NAME, Paired, fmt_difference, fmt_p, holm, paired_difference
+from tdrl.train.tracking import (BATCH_LIMIT, ROLE_TAG, ROW_TAG, SCORE, SEED_TAG, SHARED_STUDY_TAG, STUDY_RUN_TAG,
+                                 child_runs, find_run, get_run, log_artifacts, mlflow_client, tracking_uri, with_retry)
 
-# Tag names live with the rest of tdrl's MLflow code; re-exported here for the study modules.
-from tdrl.train.tracking import (CONFIG_HASH_TAG, PARENT_TAG, PRESET_TAG, ROLE_TAG, ROW_LABEL_TAG,  # noqa: E402,F401
-                                 ROW_TAG, SEED_TAG, SHARED_FROM_TAG, SHARED_STUDY_TAG, STUDY_RUN_TAG, STUDY_TAG,
-                                 TABLE_TAG, TRIAL_TAG, child_runs, get_run, log_artifacts)
-
-METRICS = {"top1": "val_top1", "top5": "val_top5", "train_top1": "train_top1"}
-
-
-def experiment_name(study: Study, prefix: str = "tdrl") -> str:
-    """One MLflow experiment per study: ``tdrl-table5``."""
-    return f"{prefix}-{study.name}"
+METRICS = {"top1": SCORE, "top5": "val_top5", "train_top1": "train_top1"}
 
 
 def find_parent_run(uri: str, experiment: str, study_run: str | None = None) -> str | None:
     """The newest parent run of ``experiment`` (optionally the one named ``study_run``), or None."""
-    from tdrl.train.tracking import find_run
-
     tags = {ROLE_TAG: "study", **({STUDY_RUN_TAG: study_run} if study_run else {})}
     return find_run(uri, experiment, tags=tags, newest=True)
 
@@ -84,8 +79,6 @@ def build_table(study: Study, records: pd.DataFrame) -> pd.DataFrame:
     ``train_top1``, ``shared`` (one line per run). Rows without runs get NaN and ``n = 0``; records
     of unknown rows are ignored.
     """
-    from tdrl.study.stats import holm, paired_difference
-
     def sub_of(key: str) -> pd.DataFrame:
         return records[records["row"] == key] if len(records) else records
 
@@ -134,16 +127,12 @@ def fmt_paper(value: float) -> str:
 
 
 def _cell_diff(t: pd.Series) -> str:
-    from tdrl.study.stats import Paired, fmt_difference
-
     return fmt_difference(Paired(int(t["diff_n"]), t["diff_mean"], t["diff_low"], t["diff_high"], t["diff_p"]))
 
 
 def to_markdown(study: Study, table: pd.DataFrame, *, caption: str = "") -> str:
     """The paper's layout: its row labels and header, the paper's numbers, then the measured ones,
     then each row's difference to the baseline (paper, and measured with interval and p-value)."""
-    from tdrl.study.stats import CONFIDENCE, TEST_NAME, fmt_p
-
     top5 = study.has_top5 or table["top5_mean"].notna().any()
     head = [study.row_header, "Top-1 paper", "Top-1 measured", "Δ paper", "Δ measured [95% CI]", "p",
             "p Holm", "Train top-1", "seeds"]
@@ -204,7 +193,7 @@ def chart_frame(study: Study, table: pd.DataFrame) -> pd.DataFrame:
 def save_chart(study: Study, table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
     """PNG chart of each row's top-1 difference to the baseline: measured (95 % interval as error bar)
     beside the paper's (:func:`tdrl.viz.study_chart.save_difference_chart`)."""
-    from tdrl.viz.study_chart import save_difference_chart
+    from tdrl.viz.study_chart import save_difference_chart  # matplotlib: not on `tdrl tables --help`'s path
 
     base = study.row(study.baseline).label
     return save_difference_chart(chart_frame(study, table), path, title=title or study.title,
@@ -234,13 +223,11 @@ def write_outputs(study: Study, table: pd.DataFrame, out_dir: str | Path, *, cap
 def study_table(study: Study, uri: str, *, experiment: str | None = None, parent_run_id: str | None = None,
                 study_run: str | None = None) -> tuple[pd.DataFrame, str | None, pd.DataFrame]:
     """The table of a study's (newest, or given) parent run; ``(table, parent_run_id, records)``."""
-    experiment = experiment or experiment_name(study)
+    experiment = experiment or experiment_name(study.name)
     parent_run_id = parent_run_id or find_parent_run(uri, experiment, study_run)
     if parent_run_id is None:
         records = runs_to_records(pd.DataFrame())
         return build_table(study, records), None, records
-    from tdrl.train.tracking import child_runs
-
     records = runs_to_records(child_runs(uri, experiment, parent_run_id))
     return build_table(study, records), parent_run_id, records
 
@@ -249,8 +236,6 @@ def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | Non
            parent_run_id: str | None = None, study_run: str | None = None, log: bool = True,
            echo: bool = True) -> tuple[pd.DataFrame, str | None, dict[str, Path]]:
     """Read, write (md/csv/png), print, and log the files as artifacts (``tables/``) on the parent run."""
-    from tdrl.train.tracking import get_run, log_artifacts
-
     table, parent, records = study_table(study, uri, experiment=experiment, parent_run_id=parent_run_id,
                                          study_run=study_run)
     caption = ""
@@ -261,11 +246,11 @@ def report(study: Study, uri: str, out_dir: str | Path, *, experiment: str | Non
     if echo:
         print(paths["markdown"].read_text())
         if parent is None:
-            print(f"(no study run of {study.name} in {experiment or experiment_name(study)} at {uri})")
+            print(f"(no study run of {study.name} in {experiment or experiment_name(study.name)} at {uri})")
     if log and parent is not None:
         log_artifacts(uri, parent, paths.values(), artifact_path="tables")
         log_table_metrics(uri, parent, table)
-        name_child_runs(uri, experiment or experiment_name(study), parent, study)
+        name_child_runs(uri, experiment or experiment_name(study.name), parent, study)
     return table, parent, paths
 
 
@@ -291,11 +276,7 @@ def table_metrics(table: pd.DataFrame) -> dict[str, float]:
 def log_table_metrics(uri: str, run_id: str, table: pd.DataFrame) -> dict[str, float]:
     """Log :func:`table_metrics` on the study's parent run (step 0), so the parent's own charts show
     the table; a later report logs the new values, which MLflow shows as the latest. Returns them."""
-    import time
-
-    from mlflow.entities import Metric
-
-    from tdrl.train.tracking import BATCH_LIMIT, mlflow_client, with_retry
+    from mlflow.entities import Metric  # seconds to import: not on `tdrl tables --help`'s path
 
     values = table_metrics(table)
     now = int(time.time() * 1000)
@@ -311,9 +292,6 @@ def name_child_runs(uri: str, experiment: str, parent_run_id: str, study: Study)
     """Name the parent's child runs as the table reads (``+50% TDLoss · seed 0``), where they are not
     yet (runs of older tdrl were named by their unique trial name, which stays their ``tdrl.run_name``
     tag; runs are found again by that tag, never by name). Returns how many were renamed."""
-    from tdrl.study.runner import trial_label
-    from tdrl.train.tracking import child_runs, mlflow_client, with_retry
-
     runs = child_runs(uri, experiment, parent_run_id)
     keys = {r.key for r in study.rows}
     renamed = 0
@@ -330,8 +308,6 @@ def name_child_runs(uri: str, experiment: str, parent_run_id: str, study: Study)
 
 def read_runs_csv(path: Path) -> pd.DataFrame:
     """A ``<study>_runs.csv`` as :func:`write_outputs` writes it, back as records."""
-    from tdrl.config.base import ConfigError
-
     records = pd.read_csv(path, dtype={"row": str, "shared": str}, keep_default_na=False,
                           na_values={c: [""] for c in ("seed", *METRICS)})
     missing = {"row", "seed", "top1"} - set(records.columns)
@@ -344,8 +320,6 @@ def read_runs_csv(path: Path) -> pd.DataFrame:
 def family_entries(study: Study, records: pd.DataFrame) -> list:
     """The study's component comparisons (every row but the baseline and the references) as
     :class:`tdrl.study.family.Entry`, top-1 by seed."""
-    from tdrl.study.family import Entry
-
     def by_seed(key: str) -> dict[int, float]:
         return _by_seed(records[records["row"] == key] if len(records) else records, "top1")
 
@@ -357,8 +331,6 @@ def family_entries(study: Study, records: pd.DataFrame) -> list:
 def report_family(studies: Iterable[Study], runs_dir: Path, out_dir: str | Path) -> Path | None:
     """``family.md``/``family.csv`` in ``out_dir``: every component comparison of the studies whose
     ``<study>_runs.csv`` is in ``runs_dir``, adjusted together (:mod:`tdrl.study.family`); printed."""
-    from tdrl.study.family import family_frame, family_markdown
-
     entries, table_holm = [], {}
     for study in studies:
         path = runs_dir / f"{study.name}_runs.csv"
@@ -384,8 +356,6 @@ def report_from_runs(studies: Iterable[Study], runs_dir: Path, out_dir: str | Pa
     """Rebuild tables from per-run files (``<study>_runs.csv``, as :func:`write_outputs` writes them)
     instead of MLflow: the statistics of a committed results folder can be recomputed without its
     store. A named study without its file is an error; with no study named, the files present are used."""
-    from tdrl.config.base import ConfigError
-
     found = 0
     for study in studies:
         path = runs_dir / f"{study.name}_runs.csv"
@@ -417,10 +387,18 @@ def report_search_tables(uri: str, experiment: str, study_run: str | None, out_d
     out = out_dir / name
     out.mkdir(parents=True, exist_ok=True)
     runs = child_runs(uri, experiment, parent)
-    trials = ranked_trials(runs, list(optuna_distributions(search_backbone(runs))))
-    trials.to_csv(out / "search_trials.csv", index=False)
+    backbone = search_backbone(runs)
+    trials = ranked_trials(runs, list(optuna_distributions(backbone)))
+    trials.to_csv(out / "search_trials.csv", index=False)  # the exact values; the Markdown is for reading
+    choices = td_block_choices(backbone)
+    shown = trials.assign(**{"model.td_lambda": [f"{float(v):.2e}" for v in trials["model.td_lambda"]],
+                             "model.td_blocks": [{v: k for k, v in choices.items()}.get(v, v)
+                                                 for v in trials["model.td_blocks"]]})
+    shown.columns = [short(c) for c in shown.columns]
     md = out / "search_trials.md"
-    md.write_text(f"**The search's trials, best first** — {name}\n\n" + frame_markdown(trials) + "\n")
+    md.write_text(f"**The search's trials, best first** — {name}\n\n" + frame_markdown(shown) + "\n\ntd_blocks: "
+                  + "; ".join(f"{k} = {v}" for k, v in choices.items()) + f" ({backbone}). Exact values: "
+                  f"search_trials.csv.\n")
     print(md.read_text())
     log_search_report(uri, experiment, parent, out, caption=name, log=log)
     if log:
@@ -432,19 +410,17 @@ def report_search_tables(uri: str, experiment: str, study_run: str | None, out_d
 # --- `tdrl tables` ---------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    from tdrl.study.definitions import STUDIES
-
     parser.add_argument("studies", nargs="*", metavar="STUDY",
                         help=f"studies to tabulate: {', '.join(STUDIES)} or script names (default: all with runs); "
                              f"'search' reports the newest Optuna search (trials, importances, figures)")
     parser.add_argument("--mlflow-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
-    parser.add_argument("--out", default="runs/tables", help="folder for the .md/.csv/.png files")
+    parser.add_argument("--out", default=TABLES_DIR, help="folder for the .md/.csv/.png files")
     parser.add_argument("--name", default=None, help="study run name (e.g. table5-smoke); default: the newest")
     parser.add_argument("--parent-run-id", default=None, help="parent run id (one study only)")
     # the spelling before every command used --parent-run-id (tdrl.cli's docstring); hidden, still accepted
     parser.add_argument("--parent-run", dest="parent_run_id", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    parser.add_argument("--experiment-prefix", default="tdrl", help="MLflow experiments are PREFIX-<study>")
+    parser.add_argument("--experiment-prefix", default=EXPERIMENT_PREFIX, help="MLflow experiments are PREFIX-<study>")
     parser.add_argument("--no-log", action="store_true", help="do not log the files on the parent run")
     parser.add_argument("--family", action="store_true",
                         help="also write family.md/.csv: every comparison with a baseline across the studies, "
@@ -455,11 +431,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tdrl.config.base import ConfigError
-    from tdrl.study.definitions import STUDIES, get_study
-
-    from tdrl.train.tracking import tracking_uri
-
     uri = tracking_uri(args.mlflow_uri)
     if "search" in args.studies:  # the Optuna search is no grid: its own report
         code = report_search_tables(uri, f"{args.experiment_prefix}-search", args.name, Path(args.out),
@@ -481,7 +452,7 @@ def run(args) -> int:
         return code
     found = 0
     for study in studies:
-        exp = experiment_name(study, args.experiment_prefix)
+        exp = experiment_name(study.name, args.experiment_prefix)
         if not args.studies and find_parent_run(uri, exp, args.name) is None:
             continue  # "all": only the studies that were run
         _, parent, _ = report(study, uri, args.out, experiment=exp, parent_run_id=args.parent_run_id,

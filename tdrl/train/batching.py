@@ -19,7 +19,9 @@ Why accumulation, not a larger per-worker batch: GPU memory is sized for ``batch
 worker, so a run that lost half its spot nodes must not double what each GPU holds; and BatchNorm
 then still normalises over at most ``batch_size`` clips. What differs on fewer workers: BatchNorm
 sees micro-batches (``share / k_r`` clips, e.g. 8 of 8 on MAX workers, 8 of 16 on half of them;
-slightly fewer when ``n`` does not divide G), and floating-point sums run in another order.
+slightly fewer when ``n`` does not divide G) and updates its running statistics on each of them, so
+``k_r`` times per optimiser step (an average over ~10 / k_r steps at momentum 0.1, not ~10); and
+floating-point sums run in another order (docs/training.md, "BatchNorm on fewer workers").
 
 With ``n`` = MAX (every fixed-size run) each rank takes one micro-batch of ``batch_size`` clips per
 step, exactly the clips ``DistributedSampler(shuffle=True, drop_last=True)`` with a

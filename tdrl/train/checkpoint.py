@@ -20,6 +20,7 @@ import torch
 from tdrl.config.base import ConfigError, InputError, marked_fields
 from tdrl.config.experiment import Experiment
 from tdrl.config.model import ModelConfig
+from tdrl.model.network import build_model
 
 FORMAT = "tdrl-checkpoint-v1"
 FILENAME = "checkpoint.pt"
@@ -112,8 +113,6 @@ def load_trained(path: str | Path, *, expect: Mapping[str, Any] | None = None,
     the checkpoint (optimizer, scheduler, epoch, metrics, history, MLflow run id). ``expect`` refuses
     another architecture (see :func:`load_checkpoint`). Used by resume, ``tdrl eval`` and the figures.
     """
-    from tdrl.model.network import build_model
-
     state = load_checkpoint(path, expect=expect, map_location=map_location)
     try:
         exp = Experiment.from_flat({**state["config"], "model.pretrained": None})

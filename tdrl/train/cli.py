@@ -16,33 +16,30 @@ from typing import Any
 
 from tdrl.config.base import add_arguments as add_config_arguments, given_arguments
 from tdrl.config.experiment import SECTIONS, Experiment, load_file
-
-BARE_PRESET = "smoke"  # what `tdrl train` without --preset or --config runs
+from tdrl.train.presets import DEFAULT_PRESET, PRESETS, get_preset, prepare_data
+from tdrl.train.tracking import SCORE
+from tdrl.train.trainer import fit, resolve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tdrl.train.presets import PRESETS, get_preset
-
     parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
                         help="starting values: " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
-                        + f" (default: {BARE_PRESET}, or none when --config is given)")
+                        + f" (default: {DEFAULT_PRESET}, or none when --config is given)")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="YAML/JSON file with model/data/train sections or SECTION.FIELD keys, layered over "
                              "the preset; command-line options override it")
     parser.add_argument("--parent-run-id", default=None, help="MLflow parent run id (nest this run under it)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved configuration as JSON and exit without training")
-    bare = get_preset(BARE_PRESET).experiment()
+    bare = get_preset(DEFAULT_PRESET).experiment()
     for section, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} options (defaults: the {BARE_PRESET} preset's)")
+        group = parser.add_argument_group(f"{section} options (defaults: the {DEFAULT_PRESET} preset's)")
         add_config_arguments(group, cls, defaults=getattr(bare, section), prefix=f"{section}.")
 
 
 def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Any]:
     """The layered Experiment and the preset used (or None)."""
-    from tdrl.train.presets import get_preset
-
-    name = args.preset or (None if args.config else BARE_PRESET)
+    name = args.preset or (None if args.config else DEFAULT_PRESET)
     preset = get_preset(name) if name else None
     exp = preset.experiment() if preset else Experiment()
     if args.config:
@@ -53,9 +50,6 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdrl.train.presets import prepare_data
-    from tdrl.train.trainer import fit, resolve
-
     exp, preset = experiment_from_args(args)
     exp = resolve(exp)  # absolute paths, run name, MLflow URI: what the workers will see
     if args.dry_run:
@@ -65,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         prepare_data(preset, exp)
     result = fit(exp, parent_run_id=args.parent_run_id)
     m = result.metrics
-    print(f"[tdrl] finished {result.name}: val top-1 {m.get('val_top1', float('nan')):.2f}% top-5 "
-          f"{m.get('val_top5', float('nan')):.2f}% (best top-1 {m.get('best_val_top1') or 0:.2f}% at epoch "
+    print(f"[tdrl] finished {result.name}: val top-1 {m.get(SCORE, float('nan')):.2f}% top-5 "
+          f"{m.get('val_top5', float('nan')):.2f}% (best top-1 {m.get(f'best_{SCORE}') or 0:.2f}% at epoch "
           f"{m.get('best_epoch')})\n[tdrl] best checkpoint: {result.best_checkpoint}\n[tdrl] run folder: "
           f"{result.path}\n[tdrl] MLflow: {result.mlflow_uri} run {result.mlflow_run_id}")
     return 0

@@ -25,10 +25,15 @@ from pathlib import Path
 DRIVER_RESOURCE = "TRAIN_DRIVER"
 
 
+def driver_units(cpus: int) -> int:
+    """``TRAIN_DRIVER`` units of a local Ray with ``cpus`` cores: twice the CPUs, at least 4."""
+    return max(4, 2 * cpus)
+
+
 def connect_ray(num_cpus: int | None = None) -> bool:
     """Join ``RAY_ADDRESS`` or start a local Ray (see the module docstring); True if started here.
     Does nothing when this process is already connected."""
-    import ray
+    import ray  # seconds to import: planning and `--help` import this module and start no Ray
 
     if ray.is_initialized():
         return False
@@ -36,14 +41,14 @@ def connect_ray(num_cpus: int | None = None) -> bool:
         ray.init()
         return False
     cpus = num_cpus or os.cpu_count() or 1
-    ray.init(address="local", num_cpus=cpus, resources={DRIVER_RESOURCE: max(4, 2 * cpus)},
+    ray.init(address="local", num_cpus=cpus, resources={DRIVER_RESOURCE: driver_units(cpus)},
              dashboard_host="127.0.0.1")
     return True
 
 
 def trial_resources() -> dict[str, float]:
     """What a Tune trial's driver takes: one ``TRAIN_DRIVER`` unit where the cluster has it, else a CPU."""
-    import ray
+    import ray  # see connect_ray
 
     return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE, 0) >= 1 else {"CPU": 1}
 

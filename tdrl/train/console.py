@@ -50,7 +50,7 @@ def quiet_console() -> None:
     """In this process, keep Ray Train's INFO records and MLflow's store-migration lines off the console
     (idempotent; see the module docstring). Call it early: in a driver before ``ray.init`` or a
     Tuner, in a Ray Train worker at the start of the training function."""
-    import ray.train
+    import ray.train  # seconds to import: not on the path of `tdrl train --help`
 
     package_dir = os.path.dirname(os.path.abspath(ray.train.__file__))
     for handler in _console_handlers():
@@ -62,6 +62,6 @@ def quiet_console() -> None:
 
 def train_logging_config():
     """``RunConfig(logging_config=...)`` for every ``TorchTrainer`` tdrl builds."""
-    import ray.train
+    import ray.train  # seconds to import: not on the path of `tdrl train --help`
 
     return ray.train.LoggingConfig(log_level=LOG_LEVEL)

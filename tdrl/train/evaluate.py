@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
+from tqdm import tqdm
 
 from tdrl.config.base import ConfigError, InputError, add_arguments as add_config_arguments, given_arguments
 from tdrl.config.base import literal_values
 from tdrl.config.data import DataConfig
 from tdrl.config.train import TrainConfig
+from tdrl.data.builders import build_dataset, build_loader
+from tdrl.data.gpu_decode import batch_to_device
+from tdrl.train.checkpoint import checkpoint_file, load_trained
+from tdrl.train.runtime import autocast, resolve_runtime
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
@@ -51,9 +56,6 @@ def predict(model: torch.nn.Module, batches: Iterable[tuple[Any, torch.Tensor]],
     Batches are ``(N, T, C, H, W)`` (single view) or ``(N, V, T, C, H, W)`` (multi-view, scores
     averaged over V), or JPEG batches of ``data.decode_on=device`` that are decoded on ``device``.
     """
-    from tdrl.data.gpu_decode import batch_to_device
-    from tdrl.train.runtime import autocast
-
     model.eval()
     all_scores, all_labels = [], []
     for batch in batches:
@@ -109,10 +111,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data_overrides: dict[str, Any] |
                         batch_size: int = 4, device: str = "auto", precision: str = "auto",
                         progress: bool = True) -> dict[str, Any]:
     """Scores of one checkpoint on its validation split: ``{"scores", "labels", "loss", "top1", "top5"}``."""
-    from tdrl.data.dataset import build_dataset, build_loader
-    from tdrl.train.checkpoint import checkpoint_file, load_trained
-    from tdrl.train.runtime import resolve_runtime
-
     model, exp, _ = load_trained(checkpoint)
     exp = exp.override({f"data.{k}": v for k, v in (data_overrides or {}).items()})
     runtime = resolve_runtime(device, precision)
@@ -120,8 +118,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data_overrides: dict[str, Any] |
     dataset = build_dataset(exp.data, "val", exp.model.frames, train=False, seed=exp.train.seed)
     batches: Iterable = build_loader(dataset, batch_size, workers=exp.data.workers)
     if progress:
-        from tqdm import tqdm
-
         batches = tqdm(batches, desc=f"eval {checkpoint_file(checkpoint).parent.name}", unit="batch",
                        file=sys.stderr)
     t0 = time.time()

@@ -40,13 +40,20 @@ from torch.utils.data import DataLoader, Subset
 
 from tdrl.config.experiment import Experiment
 from tdrl.config.train import TrainConfig
+from tdrl.data.builders import build_dataset, build_loader
+from tdrl.data.gpu_decode import batch_to_device
+from tdrl.model.network import build_model
 from tdrl.train.batching import GlobalBatchSampler, loss_weight
+from tdrl.train.checkpoint import load_trained, save_checkpoint
+from tdrl.train.console import quiet_console
 from tdrl.train.evaluate import predict, topk_correct
 from tdrl.train.runtime import Runtime, resolve_runtime
 from tdrl.train.schedule import lr_factor
+from tdrl.train.tracking import SCORE, EpochLogger
 
-METRICS = ("epoch", "train_loss", "train_ce", "train_td", "train_top1", "val_loss", "val_top1", "val_top5",
-           "lr", "clips_per_s", "skipped", "epoch_time_s", "workers")
+METRICS = ("epoch", "train_loss", "train_ce", "train_td", "train_top1", "val_loss", SCORE, "val_top5",
+           "lr", "clips_per_s", "skipped", "epoch_time_s", "workers", "step_clips_min",
+           "step_clips_max")  # SCORE: val_top1
 
 
 # --- the worker's place and its sums ------------------------------------------------------------------
@@ -68,10 +75,8 @@ class Job:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Job":
-        import ray.train
+        import ray.train  # Ray Train: in a worker only; the loop's parts also run in-process (tests, benchmarks)
         import ray.train.torch
-
-        from tdrl.train.console import quiet_console
 
         quiet_console()  # this worker's process: no per-rank "Reporting training result" lines
         run = dict(config.get("_run") or {})
@@ -87,30 +92,39 @@ class Job:
 
 @dataclass
 class MetricMeter:
-    """Named sums of one epoch on one rank (losses weighted by clips, hits, counts, seconds), added
-    over all ranks by :meth:`all_reduce` in one call."""
+    """Named sums of one epoch on one rank (losses weighted by clips, hits, counts, seconds) and the
+    clips this rank trained in each optimiser step, added over all ranks by :meth:`all_reduce` in one
+    call (after which ``step_clips[s]`` is step ``s``'s global batch)."""
 
     sums: dict[str, float] = field(default_factory=dict)
+    step_clips: list[float] = field(default_factory=list)
 
     def add(self, **values: float) -> None:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v)
 
+    def add_step(self, step: int, clips: int) -> None:
+        """``clips`` more trained in the epoch's optimiser step ``step`` (0-based)."""
+        if step >= len(self.step_clips):
+            self.step_clips += [0.0] * (step + 1 - len(self.step_clips))
+        self.step_clips[step] += clips
+
     def __getitem__(self, name: str) -> float:
         return self.sums.get(name, 0.0)
 
     def merged(self, other: "MetricMeter") -> "MetricMeter":
-        return MetricMeter({**self.sums, **other.sums})
+        return MetricMeter({**self.sums, **other.sums}, self.step_clips or other.step_clips)
 
     def all_reduce(self, device: torch.device) -> "MetricMeter":
         """The sums over all ranks (float64: counts of a large dataset stay exact). Every rank must
-        hold the same names: they are sent in sorted order."""
+        hold the same names and the same number of steps: they are sent in sorted order."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return self
         names = sorted(self.sums)
-        t = torch.tensor([self.sums[k] for k in names], dtype=torch.float64, device=device)
+        t = torch.tensor([self.sums[k] for k in names] + self.step_clips, dtype=torch.float64, device=device)
         dist.all_reduce(t)
-        return MetricMeter(dict(zip(names, t.tolist())))
+        values = t.tolist()
+        return MetricMeter(dict(zip(names, values)), values[len(names):])
 
 
 # --- building ---------------------------------------------------------------------------------------
@@ -126,8 +140,6 @@ class Loaders:
 def build_loaders(job: Job) -> Loaders:
     """This rank's shards: its part of every global batch (:class:`GlobalBatchSampler`, full global
     batches only), and the validation set as every ``world``-th video from ``rank``."""
-    from tdrl.data.dataset import build_dataset, build_loader
-
     d, t, frames = job.exp.data, job.exp.train, job.exp.model.frames
     train_set = build_dataset(d, "train", frames, train=True, seed=t.seed)
     val_set = build_dataset(d, "val", frames, train=False, seed=t.seed, multi_view=False)
@@ -175,11 +187,8 @@ def build_optimizer(net: torch.nn.Module, t: TrainConfig) -> tuple[torch.optim.O
 def build_training(job: Job) -> Training:
     """The network (from the latest registered checkpoint when Ray Train restarts or resumes the run),
     SGD with the configured parameter groups, and the per-epoch schedule."""
-    import ray.train
+    import ray.train  # Ray Train: in a worker only; the loop's parts also run in-process (tests, benchmarks)
     import ray.train.torch
-
-    from tdrl.model.network import build_model
-    from tdrl.train.checkpoint import load_trained
 
     t = job.exp.train
     checkpoint = ray.train.get_checkpoint()
@@ -216,9 +225,7 @@ def build_training(job: Job) -> Training:
 
 def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> MetricMeter:
     """One pass over this rank's shard; returns its sums (``loss``/``ce``/``td`` weighted by clips,
-    ``hits``, ``clips``, ``seconds``, ``skipped``)."""
-    from tdrl.data.gpu_decode import batch_to_device
-
+    ``hits``, ``clips``, ``seconds``, ``skipped``) and the clips of each optimiser step."""
     t, rt = job.exp.train, job.runtime
     loaders.sampler.set_epoch(epoch)
     loaders.train_set.set_epoch(epoch)  # new augmentation draws; resets the skip counters
@@ -227,6 +234,7 @@ def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> Met
     k = loaders.sampler.micro_steps  # micro-batches per optimiser step on this rank (1 at full size)
     step = epoch * loaders.sampler.steps
     batches = _progress_bar(job, loaders.train, epoch)
+    meter.step_clips = [0.0] * loaders.sampler.steps  # the same length on every rank (all_reduce)
     t0 = time.perf_counter()
     for i, batch in enumerate(batches):
         first, last = i % k == 0, i % k == k - 1
@@ -252,6 +260,7 @@ def train_one_epoch(job: Job, tr: Training, loaders: Loaders, epoch: int) -> Met
             tr.optimizer.step()
         meter.add(loss=float(loss.detach()) * n, ce=float(ce.detach()) * n, td=float(td.detach()) * n,
                   hits=float(scores.detach().argmax(1).eq(labels).sum()), clips=n)
+        meter.add_step(i // k, n)
     meter.add(seconds=time.perf_counter() - t0)
     if batches is not loaders.train:
         batches.close()  # the bar shows 100% and leaves the driver's console
@@ -275,20 +284,21 @@ def epoch_metrics(total: MetricMeter, *, epoch: int, lr: float, world: int, epoc
     seen, vn = total["clips"], max(total["val_clips"], 1.0)
     # Tune's progress table shows the first four metrics it sees: epoch, val/train top-1 and the loss.
     return {
-        "epoch": epoch, "val_top1": 100.0 * total["val_hits1"] / vn, "train_top1": 100.0 * total["hits"] / seen,
+        "epoch": epoch, SCORE: 100.0 * total["val_hits1"] / vn, "train_top1": 100.0 * total["hits"] / seen,
         "train_loss": total["loss"] / seen, "train_ce": total["ce"] / seen, "train_td": total["td"] / seen,
         "val_loss": total["val_loss"] / vn, "val_top5": 100.0 * total["val_hits5"] / vn,
         # seconds are summed over ranks that train side by side: their mean is the epoch's training time
         "lr": lr, "clips_per_s": seen / (total["seconds"] / world), "skipped": total["skipped"],
         "epoch_time_s": epoch_time, "workers": world,  # an elastic run's size during this epoch
+        # every optimiser step's global batch, over all ranks: train.global_batch in each, whatever the
+        # worker count (an elastic run checks its accumulation here)
+        "step_clips_min": min(total.step_clips, default=0.0), "step_clips_max": max(total.step_clips, default=0.0),
     }
 
 
 def report_epoch(job: Job, tr: Training, metrics: dict[str, float], logger: Any) -> None:
     """Checkpoint (rank 0) and ``ray.train.report`` (every rank: a barrier), then MLflow (rank 0)."""
-    import ray.train
-
-    from tdrl.train.checkpoint import save_checkpoint
+    import ray.train  # Ray Train: in a worker only; the loop's parts also run in-process (tests, benchmarks)
 
     epoch = int(metrics["epoch"])
     tr.history[epoch] = metrics
@@ -306,8 +316,6 @@ def report_epoch(job: Job, tr: Training, metrics: dict[str, float], logger: Any)
 # --- the loop ----------------------------------------------------------------------------------------
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, float]:
-    from tdrl.train.tracking import EpochLogger
-
     job = Job.from_config(config)
     t = job.exp.train
     torch.manual_seed(t.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
@@ -347,7 +355,7 @@ def progress_line(job: Job, m: dict[str, float], eta_s: float) -> str:
     """The one console line of an epoch."""
     return (f"[tdrl] {job.name} epoch {int(m['epoch']) + 1}/{job.exp.train.epochs}  loss {m['train_loss']:.4f} "
             f"(ce {m['train_ce']:.4f} td {m['train_td']:.3f})  train top-1 {m['train_top1']:.1f}%  val top-1 "
-            f"{m['val_top1']:.1f}% top-5 {m['val_top5']:.1f}%  lr {m['lr']:.2e}  {m['clips_per_s']:.1f} clips/s  "
+            f"{m[SCORE]:.1f}% top-5 {m['val_top5']:.1f}%  lr {m['lr']:.2e}  {m['clips_per_s']:.1f} clips/s  "
             f"skipped {int(m['skipped'])}  {m['epoch_time_s']:.0f}s  ETA {_fmt_time(eta_s)}")
 
 
@@ -367,7 +375,7 @@ def _progress_bar(job: Job, loader: DataLoader, epoch: int) -> Iterable:
     """``loader`` itself, or wrapped in Ray's driver-side tqdm bar (``progress=bar``, rank 0)."""
     if job.progress != "bar" or job.rank != 0:
         return loader
-    from ray.experimental.tqdm_ray import tqdm
+    from ray.experimental.tqdm_ray import tqdm  # Ray: in a worker only (see from_config)
 
     return tqdm(loader, desc=f"epoch {epoch + 1}/{job.exp.train.epochs}", total=len(loader))
 

@@ -56,6 +56,7 @@ def stage_on_nodes(uri: str, resources: Mapping[str, float]) -> list[dict[str, A
     """Stage ``uri`` on every alive node whose resources can hold one worker (``resources``, e.g.
     ``{"CPU": 8, "GPU": 1}``), one pinned Ray task per node, and wait; returns one dict per node.
     Without Ray (a local-mode run), stages this machine."""
+    # Ray is imported only when a run stages on its nodes (local-mode runs stage this machine)
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -27,6 +27,8 @@ from typing import Any
 
 from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
+from tdrl.config.paths import is_uri
+from tdrl.data.synthetic import MARKER, generate_synthetic
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ _SMALL_NET = {"model.backbone": "resnet18", "model.width": 0.25, "model.dropout"
 # The bench preset's difficulty and length (calibration: docs/results.md).
 BENCH_KNOBS = {"motion_scale": 0.75, "motion_window": 0.75, "moving_distractors": 1, "occluders": 1, "jitter": 1.0}
 BENCH_EPOCHS, BENCH_STEPS = 20, "16"
+
+DEFAULT_PRESET = "smoke"  # what `tdrl train` and the studies run without --preset (or --config)
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -107,10 +111,8 @@ def prepare_data(preset: Preset, exp: Experiment) -> None:
     pointed at other data is left alone. The generator reuses a complete set with the same
     parameters, so this is cheap after the first time.
     """
-    if preset.synthetic is None or exp.data.dataset != "sthv2" or "://" in exp.data.root:
+    if preset.synthetic is None or exp.data.dataset != "sthv2" or is_uri(exp.data.root):
         return
-    from tdrl.data.synthetic import MARKER, generate_synthetic
-
     root = Path(exp.data.root)
     if root.exists() and not (root / MARKER).exists() and any(root.iterdir()):
         return  # a real dataset lives there: never write into it

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 R = TypeVar("R")
+SQLITE = "sqlite:///"  # MLflow's embedded store; the path follows (a fourth "/" starts an absolute one)
 
 # --- tag names: every tag tdrl writes, here and nowhere else ----------------------------------------
 RUN_NAME_TAG = "tdrl.run_name"  # a training run's Ray Train name: how a restarted run finds its MLflow run
@@ -65,6 +66,7 @@ PRESET_TAG = "tdrl.preset"  # the preset a trial was built on, children
 SHARED_FROM_TAG = "tdrl.shared_from"  # a shared child: the run id it copies its metrics from
 SHARED_STUDY_TAG = "tdrl.shared_study"  # a shared child: the study that trained the source run
 
+SCORE = "val_top1"  # the last epoch's validation top-1 (%): what checkpoints, tables, searches and sharing rank by
 STEP_KEY = "train_loss"  # every logged epoch has it; its history says which epochs are logged
 RETRY_ATTEMPTS = 4  # tdrl's own tries for non-HTTP stores (HTTP: MLflow's client retries, see above)
 RETRY_BACKOFF_S = 0.5  # sleeps 0.5, 1, 2 s between the tries
@@ -87,15 +89,22 @@ def tracking_uri(uri: str | None = None, workdir: str | Path | None = None) -> s
     path is made absolute against ``workdir`` (default: the current folder), because Ray workers
     run in folders of their own."""
     base = Path(workdir or Path.cwd()).resolve()
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{base / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{base / 'mlflow.db'}"
+    db = sqlite_path(uri)
+    if db is not None and not db.is_absolute():
+        uri = f"{SQLITE}{(base / db).resolve()}"
     return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store (``sqlite:////abs/x.db`` -> ``/abs/x.db``; a relative
+    ``sqlite:///x.db`` -> ``x.db``); None for any other store."""
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
 
 
 def mlflow_client(uri: str):
     """An ``MlflowClient`` bound to ``uri`` (never the process-wide tracking URI)."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # mlflow: seconds to import, not on any command's --help path
 
     return MlflowClient(tracking_uri=uri)
 
@@ -128,10 +137,8 @@ def with_retry(call: Callable[[], R], uri: str, *, attempts: int | None = None, 
 
 def _local_artifact_root(uri: str) -> str | None:
     """Artifacts of a sqlite store go next to the database (absolute), not into the current folder."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
+    db = sqlite_path(uri)
+    return None if db is None else (db.parent / "mlartifacts").resolve().as_uri()
 
 
 # --- experiments and runs -----------------------------------------------------------------------------
@@ -194,7 +201,7 @@ def get_run(uri: str, run_id: str):
 def log_params(uri: str, run_id: str, params: Mapping[str, Any]) -> None:
     """Every param, in batches of MLflow's limit; values as strings, ``None`` as "None", cut to the
     longest value MLflow stores."""
-    from mlflow.entities import Param
+    from mlflow.entities import Param  # see mlflow_client
 
     c = mlflow_client(uri)
     items = [Param(k, ("None" if v is None else str(v))[:PARAM_VALUE_LIMIT]) for k, v in sorted(params.items())]
@@ -205,7 +212,7 @@ def log_params(uri: str, run_id: str, params: Mapping[str, Any]) -> None:
 
 def set_tags(uri: str, run_id: str, tags: Mapping[str, Any]) -> None:
     """Set ``tags`` on a run (values as strings), in batches of MLflow's limit."""
-    from mlflow.entities import RunTag
+    from mlflow.entities import RunTag  # see mlflow_client
 
     c = mlflow_client(uri)
     items = [RunTag(k, str(v)) for k, v in tags.items()]
@@ -268,7 +275,7 @@ def child_runs(uri: str, experiment: str, parent_run_id: str):
     """Every run nested under ``parent_run_id`` (any status) as a pandas DataFrame with MLflow's
     ``search_runs`` columns (``run_id``, ``status``, ``run_name``, ``metrics.*``, ``params.*``,
     ``tags.*``), read through a client bound to ``uri`` (the global tracking URI is left alone)."""
-    import pandas as pd
+    import pandas as pd  # seconds to import: `tdrl train` reads no run table
 
     rows = []
     for run in search_runs(uri, experiment, tags={PARENT_TAG: parent_run_id}):
@@ -299,7 +306,7 @@ class EpochLogger:
 
         If the store is unreachable the points stay queued (a warning says so) and are sent before
         the next epoch's; training is not interrupted."""
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # see mlflow_client
 
         if epoch in self.logged:
             warnings.warn(f"MLflow run {self.run_id} already holds epoch {epoch} from an earlier attempt whose "

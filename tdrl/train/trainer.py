@@ -40,9 +40,9 @@ from tdrl.config.base import ConfigError
 from tdrl.config.experiment import Experiment
 from tdrl.config.paths import absolute, is_uri
 from tdrl.train.cluster import connect_ray
+from tdrl.train import tracking
 from tdrl.train.console import quiet_console, train_logging_config
-
-SCORE = "val_top1"
+from tdrl.train.tracking import SCORE, sqlite_path, tracking_uri
 RESIZE_ENV, DEFAULT_RESIZE_S = "TDRL_ELASTIC_RESIZE_INTERVAL_S", 60.0  # see resize_interval_s
 MIN_FREE_MB = 100  # refuse to start with less free space where checkpoints / the MLflow store go (TDRL_MIN_FREE_MB)
 
@@ -64,8 +64,6 @@ class TrainResult:
 
 def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
     """Make local paths absolute, name the run and fix the MLflow URI (pure: no Ray, no I/O)."""
-    from tdrl.train.tracking import tracking_uri
-
     base = Path(workdir or Path.cwd()).resolve()
     changes: dict[str, Any] = {"data.root": absolute(exp.data.root, base),
                                "train.storage_path": absolute(exp.train.storage_path, base)}
@@ -79,7 +77,7 @@ def resolve(exp: Experiment, workdir: str | Path | None = None) -> Experiment:
 
 def preflight(exp: Experiment) -> None:
     """Checks that need files but not Ray: the annotations parse and agree with model.num_classes."""
-    from tdrl.data.dataset import annotations_for
+    from tdrl.data.builders import annotations_for  # torch: not on the path of `tdrl train --help`
 
     for split in ("train", "val"):
         try:
@@ -124,15 +122,16 @@ def preflight_storage(exp: Experiment) -> None:
     t = exp.train
     if not is_uri(t.storage_path):
         _check_folder("train.storage_path", t.storage_path, Path(t.storage_path), min_free)
-    if t.mlflow_uri and t.mlflow_uri.startswith("sqlite:///"):
-        _check_folder("train.mlflow_uri", t.mlflow_uri, Path(t.mlflow_uri[len("sqlite:///"):]).parent, min_free)
+    db = sqlite_path(t.mlflow_uri) if t.mlflow_uri else None
+    if db is not None:
+        _check_folder("train.mlflow_uri", t.mlflow_uri, db.parent, min_free)
 
 
 def preflight_resume(exp: Experiment) -> None:
     """A run resumed by name (local storage) must fit its newest checkpoint: a checkpoint of another
     architecture or number of classes, or an unreadable one, is refused here, before Ray starts,
     instead of failing every restarted worker group."""
-    from tdrl.train.checkpoint import FILENAME, CheckpointError, load_checkpoint
+    from tdrl.train.checkpoint import FILENAME, CheckpointError, load_checkpoint  # torch: not on the path of `tdrl train --help`
 
     if is_uri(exp.train.storage_path):
         return
@@ -166,6 +165,7 @@ def worker_resources(t: Any) -> dict[str, float]:
 
 def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[Any] = ()):
     """The TorchTrainer for a resolved experiment; ``run`` is the loop's private ``_run`` dict."""
+    # Ray Train and the loop (torch): seconds to import, not on the path of `tdrl train --help`
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -182,7 +182,11 @@ def build_trainer(exp: Experiment, run: Mapping[str, Any], callbacks: Sequence[A
         storage_path=t.storage_path,
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.keep_best, checkpoint_score_attribute=SCORE,
                                                      checkpoint_score_order="max"),
-        failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
+        # A node drained as a preemption before it died (a reclaimed spot node: cluster/spot_drain.py,
+        # KubeRay's SIGTERM'd pods) is charged to Ray Train's preemption budget, unlimited here, not to
+        # max_failures: a spot run goes on through any number of reclaims, each costing at most the epoch
+        # in progress, while crashes and unannounced node deaths still end it (docs/training.md).
+        failure_config=ray.train.FailureConfig(max_failures=t.max_failures, max_preemption_failures=-1),
         callbacks=list(callbacks) or None,
         logging_config=train_logging_config(),  # Ray Train's INFO lines stay in its log files
     )
@@ -205,7 +209,7 @@ def prepare_cluster(exp: Experiment) -> tuple[Experiment, bool]:
     """Join or start Ray, decide ``train.use_gpu`` from the cluster, and refuse (local Ray) or warn
     about (a cluster, which may autoscale) a CPU request it cannot meet. Returns the experiment and
     whether Ray was started here."""
-    import ray
+    import ray  # seconds to import: not on the path of `tdrl train --help`
 
     started_here = connect_ray()
     if exp.train.use_gpu is None:
@@ -230,8 +234,6 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
     ``callbacks`` go into the RunConfig (e.g. Tune's ``TuneReportCallback()`` inside a trial).
     Resuming: call again with the same ``train.name`` and ``train.storage_path``.
     """
-    from tdrl.train import tracking
-
     quiet_console()
     exp = resolve(exp, workdir)
     preflight(exp)
@@ -240,7 +242,7 @@ def fit(exp: Experiment, *, parent_run_id: str | None = None, tags: Mapping[str,
     exp, started_here = prepare_cluster(exp)
     t = exp.train
     if is_uri(exp.data.root):  # every node holds the data before a worker waits in a collective
-        from tdrl.train.node_staging import stage_on_nodes
+        from tdrl.train.node_staging import stage_on_nodes  # remote roots only: imports Ray's scheduling API
 
         stage_on_nodes(exp.data.root, worker_resources(t))
     run_id, resumed = tracking.start_run(t.mlflow_uri, t.experiment, t.name, exp.flatten(),
@@ -270,7 +272,7 @@ def _train_result(exp: Experiment, run_id: str, result: Any) -> TrainResult:
     best = result.get_best_checkpoint(metric=SCORE, mode="max") if result.best_checkpoints else None
     best_metrics = next((m for c, m in result.best_checkpoints or [] if best is not None and c.path == best.path), {})
     metrics = dict(result.metrics or {})
-    metrics["best_val_top1"] = best_metrics.get(SCORE, metrics.get(SCORE))
+    metrics[f"best_{SCORE}"] = best_metrics.get(SCORE, metrics.get(SCORE))
     metrics["best_epoch"] = best_metrics.get("epoch", metrics.get("epoch"))
     t = exp.train
     return TrainResult(name=t.name, path=str(result.path), metrics=metrics,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from tdrl.config.base import InputError
+from tdrl.train.tracking import is_transient, tracking_uri
+from tdrl.viz.curves import log_learning_curves, save_learning_curves
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="MLflow run id of a training run")
@@ -15,11 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlflow.exceptions import MlflowException
-
-    from tdrl.config.base import InputError
-    from tdrl.train.tracking import is_transient, tracking_uri
-    from tdrl.viz.curves import log_learning_curves, save_learning_curves
+    from mlflow.exceptions import MlflowException  # seconds to import: not on the path of --help
 
     uri = tracking_uri(args.mlflow_uri)
     try:

@@ -6,7 +6,9 @@ import argparse
 
 from tdrl.config.base import ConfigError, literal_values
 from tdrl.config.data import DataConfig
-from tdrl.viz.pem import DEFAULT_BLOCK, TOP_K
+from tdrl.viz.grid import save_figure
+from tdrl.viz.loading import crop_sizes, load_model, read_clip
+from tdrl.viz.pem import DEFAULT_BLOCK, TOP_K, build_pem_figure, pem_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +35,6 @@ def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdrl.viz.grid import save_figure
-    from tdrl.viz.loading import crop_sizes, load_model, read_clip
-    from tdrl.viz.pem import build_pem_figure, pem_results
-
     if args.k < 1:
         raise ConfigError(f"--k {args.k} must be >= 1")
     loaded = load_model(args.checkpoint)

@@ -7,7 +7,9 @@ import argparse
 from tdrl.config.base import ConfigError
 from tdrl.config.model import ModelConfig
 from tdrl.viz.cli_pem import add_clip_arguments
-from tdrl.viz.tm import DEFAULT_BLOCK
+from tdrl.viz.grid import save_figure
+from tdrl.viz.loading import crop_sizes, load_model, read_clip
+from tdrl.viz.tm import DEFAULT_BLOCK, build_tm_figure, tm_result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,16 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def default_label(cfg: ModelConfig) -> str:
     """"w/ TD loss (lambda=...)" when the loss weighs in training, else "w/o TD loss"."""
-    if cfg.td_on and cfg.td_lambda > 0:
+    if cfg.td_trains:
         return f"w/ TD loss (λ={cfg.td_lambda:g})"
     return "w/o TD loss"
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdrl.viz.grid import save_figure
-    from tdrl.viz.loading import crop_sizes, load_model, read_clip
-    from tdrl.viz.tm import build_tm_figure, tm_result
-
     labels = args.label or []
     if labels and len(labels) != len(args.checkpoint):
         raise ConfigError(f"{len(labels)} --label for {len(args.checkpoint)} --checkpoint")

@@ -19,11 +19,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tdrl.config.base import InputError
+from tdrl.train.tracking import SCORE, get_run, log_artifacts, mlflow_client, with_retry
 
 # panel title -> (metric keys drawn in it, y label)
 PANELS: dict[str, tuple[tuple[str, ...], str]] = {
     "loss": (("train_loss", "train_ce", "val_loss"), "loss"),
-    "top-1 / top-5": (("train_top1", "val_top1", "val_top5"), "accuracy (%)"),
+    "top-1 / top-5": (("train_top1", SCORE, "val_top5"), "accuracy (%)"),
     "TD term": (("train_td",), "TD term (sum over blocks)"),
 }
 ARTIFACT_DIR = "figures"
@@ -37,8 +38,6 @@ def fetch_history(run_id: str, tracking_uri: str, metrics: Sequence[str] | None 
 
     If a step was logged more than once, the last-logged value wins; missing metrics are left out.
     """
-    from tdrl.train.tracking import get_run, mlflow_client, with_retry
-
     get_run(tracking_uri, run_id)  # fails with MLflow's own "run not found" message naming the id
     client = mlflow_client(tracking_uri)
     wanted = metrics or [m for keys, _ in PANELS.values() for m in keys]
@@ -86,8 +85,6 @@ def save_learning_curves(run_id: str, tracking_uri: str, out: str | Path) -> Pat
     if not history:
         raise InputError(f"MLflow run {run_id} at {tracking_uri} has no per-epoch metrics "
                          f"({', '.join(k for keys, _ in PANELS.values() for k in keys)})")
-    from tdrl.train.tracking import get_run
-
     name = get_run(tracking_uri, run_id).info.run_name or ""
     fig = build_curves_figure(history, title=f"{name} (MLflow run {run_id})" if name else f"MLflow run {run_id}")
     out = Path(out)
@@ -102,8 +99,6 @@ def log_learning_curves(run_id: str, tracking_uri: str) -> str:
     Returns the artifact path. Works on a finished or running run (it uses the client, not the
     active-run context, so it can be called from the driver after the workers ended).
     """
-    from tdrl.train.tracking import log_artifacts
-
     with tempfile.TemporaryDirectory(prefix="tdrl-curves-") as tmp:
         png = save_learning_curves(run_id, tracking_uri, Path(tmp) / ARTIFACT_NAME)
         log_artifacts(tracking_uri, run_id, [png], artifact_path=ARTIFACT_DIR)

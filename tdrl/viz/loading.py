@@ -18,7 +18,11 @@ import torch
 from tdrl.config.base import ConfigError
 from tdrl.config.data import DataConfig
 from tdrl.config.model import ModelConfig
+from tdrl.data.decoding import open_video
+from tdrl.data.sampling import segment_indices
+from tdrl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreset
 from tdrl.model.network import TDRLNet
+from tdrl.train.checkpoint import checkpoint_file, load_trained
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,10 @@ class LoadedModel:
 
 def load_model(path: str | Path) -> LoadedModel:
     """Rebuild the network of checkpoint ``path`` (a ``checkpoint.pt`` or its directory), eval mode, CPU."""
-    from tdrl.train.checkpoint import checkpoint_file, load_trained
-
     model, exp, state = load_trained(path)  # eval mode: BatchNorm statistics, no dropout, as validation
+    for block in model.modules():  # the figures read PEM's and TM's inputs with module hooks, which the
+        if hasattr(block, "kernels"):  # fused Triton path (model.kernels) never calls: PyTorch ops here
+            block.kernels = "eager"
     return LoadedModel(model, exp.model, exp.data, checkpoint_file(path), int(state.get("epoch", -1)))
 
 
@@ -53,10 +58,6 @@ class Clip:
 def read_clip(video: str | Path, frames: int, *, input_size: int = 224, short_side: int = 256,
               decoder: str = "auto") -> Clip:
     """T uniformly spaced frames of ``video`` (a file or a frame folder), centre-cropped to ``input_size``."""
-    from tdrl.data.decoding import open_video
-    from tdrl.data.sampling import segment_indices
-    from tdrl.data.transforms import EvalPreset, IMAGENET_MEAN, IMAGENET_STD
-
     source = open_video(video, decoder)
     idx = segment_indices(len(source), frames, train=False)[0]  # (T,) segment centres
     raw = source.get(idx)  # (T, H, W, 3) uint8

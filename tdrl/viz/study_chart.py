@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from tdrl.train.tracking import log_artifacts
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -51,7 +53,7 @@ def build_study_chart(df: "pd.DataFrame", *, title: str = "", ylabel: str = "top
     paper = df["paper"].astype(float).to_numpy()
     x = np.arange(len(labels))
     width = 0.38
-    fig = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2.0), 4.0), dpi=100)
+    fig = Figure(figsize=(_width(labels, 1.1), 4.0), dpi=100)
     ax = fig.subplots()
     bars = ax.bar(x - width / 2, mean, width, yerr=std, capsize=3, label=measured_label, color="tab:blue")
     # NaN paper values draw no bar (matplotlib skips NaN heights), i.e. "the paper has no number".
@@ -64,7 +66,7 @@ def build_study_chart(df: "pd.DataFrame", *, title: str = "", ylabel: str = "top
         if math.isfinite(value):
             ax.annotate(f"{value:.1f}", (rect.get_x() + rect.get_width() / 2, value), ha="center", va="bottom",
                         fontsize=7, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(x, labels, rotation=20 if max(map(len, labels)) > 8 else 0, ha="right" if max(map(len, labels)) > 8 else "center")
+    _set_ticks(ax, x, labels)
     ax.set_ylabel(ylabel)
     # Headroom above the tallest bar/error bar so the legend and value labels never cover bars.
     tops = [v for v in np.concatenate([mean + std, paper]) if math.isfinite(v)]
@@ -74,6 +76,24 @@ def build_study_chart(df: "pd.DataFrame", *, title: str = "", ylabel: str = "top
 
 
 DIFF_COLUMNS = ("row", "measured", "low", "high", "paper")
+
+
+WRAP = 24  # labels longer than this (a search's configurations) are wrapped upright, not rotated
+
+
+def _width(labels: list[str], per: float) -> float:
+    """Figure width (inches): ``per`` per row, more for wrapped labels, at least 5."""
+    wrapped = max(map(len, labels)) > WRAP
+    return max(5.0, (max(per, 1.9) if wrapped else per) * len(labels) + 2.0)
+
+
+def _set_ticks(ax, x, labels: list[str]) -> None:
+    """Row labels under the bars: short ones as they are, mid-length ones rotated, long ones wrapped."""
+    longest = max(map(len, labels))
+    if longest > WRAP:
+        ax.set_xticks(x, ["\n".join(textwrap.wrap(label, WRAP - 2)) for label in labels], fontsize=8)
+    else:
+        ax.set_xticks(x, labels, rotation=20 if longest > 8 else 0, ha="right" if longest > 8 else "center")
 
 
 def _finish(fig: Figure, ax, title: str) -> Figure:
@@ -105,7 +125,7 @@ def build_difference_chart(df: "pd.DataFrame", *, title: str = "",
     err = np.vstack([np.where(has_ci, measured - low, 0.0), np.where(has_ci, high - measured, 0.0)])
     x = np.arange(len(labels))
     width = 0.38
-    fig = Figure(figsize=(max(5.0, 1.2 * len(labels) + 2.0), 4.0), dpi=100)
+    fig = Figure(figsize=(_width(labels, 1.2), 4.0), dpi=100)
     ax = fig.subplots()
     bars = ax.bar(x - width / 2, np.nan_to_num(measured), width, yerr=err, capsize=3, color="tab:blue",
                   label="measured (paired mean, 95% CI)")
@@ -117,8 +137,7 @@ def build_difference_chart(df: "pd.DataFrame", *, title: str = "",
                         va="bottom" if value >= 0 else "top", fontsize=7,
                         xytext=(0, 2 if value >= 0 else -2), textcoords="offset points")
     ax.axhline(0.0, color="black", linewidth=0.8)
-    long = max(map(len, labels)) > 8
-    ax.set_xticks(x, labels, rotation=20 if long else 0, ha="right" if long else "center")
+    _set_ticks(ax, x, labels)
     ax.set_ylabel(ylabel)
     spread = [abs(v) for v in np.concatenate([low, high, measured, paper]) if math.isfinite(v)]
     if spread:
@@ -146,8 +165,6 @@ def save_study_chart(df: "pd.DataFrame", out: str | Path, **kwargs) -> Path:
 def log_study_chart(df: "pd.DataFrame", run_id: str, tracking_uri: str, name: str = "study_chart.png",
                     **kwargs) -> str:
     """Draw the chart and log it to MLflow run ``run_id`` as ``figures/<name>``; returns that artifact path."""
-    from tdrl.train.tracking import log_artifacts
-
     with tempfile.TemporaryDirectory(prefix="tdrl-study-chart-") as tmp:
         png = save_study_chart(df, Path(tmp) / name, **kwargs)
         log_artifacts(tracking_uri, run_id, [png], artifact_path=ARTIFACT_DIR)

@@ -83,3 +83,23 @@ def test_bad_block_names_are_refused(name):
 
     with pytest.raises(ConfigError, match="layerK.I"):
         parse_block(name)
+
+
+def test_kernels_and_recompute_are_validated_flags_and_flat_keys():
+    import argparse
+
+    from tdrl.config.base import add_arguments, given_arguments
+
+    cfg = ModelConfig()
+    assert (cfg.kernels, cfg.recompute) == ("auto", False)  # the CPU default stays PyTorch's ops
+    with pytest.raises(ConfigError, match="model.kernels='cuda' is not allowed; choose one of 'auto', 'eager', 'triton'"):
+        ModelConfig(kernels="cuda")
+    with pytest.raises(ConfigError, match="model.recompute='yes please' must be true or false"):
+        from_dict(ModelConfig, {"recompute": "yes please"}, section="model")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ModelConfig)
+    given = given_arguments(parser.parse_args(["--kernels", "triton", "--recompute"]), ModelConfig)
+    assert given == {"kernels": "triton", "recompute": True}
+    flat = flatten({"model": from_dict(ModelConfig, given, section="model")})
+    assert flat["model.kernels"] == "triton" and flat["model.recompute"] is True  # MLflow params
+    assert from_dict(ModelConfig, split_flat({"model.recompute": "true"}, ["model"])["model"]).recompute is True

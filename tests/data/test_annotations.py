@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tdrl.data.annotations import (AnnotationError, load_annotations, parse_kinetics, parse_list, parse_sthv1,
-                                   parse_sthv2, read_class_list, read_sthv2_labels)
+from tdrl.config.data import DataConfig
+from tdrl.data.annotations import (AnnotationError, count_clips, load_annotations, parse_kinetics, parse_list,
+                                   parse_sthv1, parse_sthv2, read_class_list, read_sthv2_labels)
 
 
 def test_real_v1_labels_keep_file_order_not_alphabetical(real: Path) -> None:
@@ -108,3 +109,26 @@ def test_missing_annotation_file_named(tmp_path: Path) -> None:
         load_annotations("kinetics400", tmp_path, "nope.csv")
     with pytest.raises(AnnotationError, match="no default train annotation"):
         load_annotations("list", tmp_path, None)
+
+
+def test_a_uri_root_is_read_in_memory_and_counted_without_staging(tmp_path: Path, monkeypatch) -> None:
+    """`--plan` counts a remote dataset's clips: a ``file://`` (as ``s3://``, ``gs://``) root's
+    annotation and label files are read through pyarrow, nothing is staged or written."""
+    root = tmp_path / "ssv1"
+    root.mkdir()
+    (root / "something-something-v1-labels.csv").write_text("Zebra class\nApple class\n")
+    (root / "something-something-v1-train.csv").write_text("100;Apple class\n200;Zebra class\n300;Apple class\n")
+    (root / "something-something-v1-validation.csv").write_text("400;Zebra class\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("TMPDIR", str(work))
+    monkeypatch.chdir(work)
+    uri = f"file://{root}"
+    ann = load_annotations("sthv1", uri, None, split="train")
+    assert ann.classes == ("Zebra class", "Apple class") and [r.label for r in ann.records] == [1, 0, 1]
+    cfg = DataConfig(dataset="sthv1", root=uri)
+    assert (count_clips(cfg, "train"), count_clips(cfg, "val")) == (3, 1)
+    assert list(work.iterdir()) == []  # no staging lock, no copy
+    with pytest.raises(AnnotationError, match="annotation/label file not found"):
+        count_clips(DataConfig(dataset="sthv1", root="file:///absent/ssv1"), "train")
+    assert list(work.iterdir()) == []

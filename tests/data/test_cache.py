@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tdrl.config.data import DataConfig
-from tdrl.data.dataset import build_dataset
+from tdrl.data.builders import build_dataset
 from tdrl.data.synthetic import generate_synthetic
 
 

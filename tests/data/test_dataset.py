@@ -11,7 +11,8 @@ import torch
 
 from tdrl.config.data import DataConfig
 from tdrl.data.annotations import Annotations, VideoRecord
-from tdrl.data.dataset import DataLoadError, VideoDataset, build_dataset, build_loader, num_classes
+from tdrl.data.builders import build_dataset, build_loader, num_classes
+from tdrl.data.dataset import DataLoadError, VideoDataset
 from tdrl.data.transforms import EvalPreset, TrainPreset
 
 

@@ -9,7 +9,8 @@ import torch
 
 from tdrl.config import ConfigError
 from tdrl.config.data import DataConfig
-from tdrl.data.dataset import DataLoadError, build_dataset, build_loader
+from tdrl.data.builders import build_dataset, build_loader
+from tdrl.data.dataset import DataLoadError
 from tdrl.data.decoding import DecodeError
 from tdrl.data.gpu_decode import (FrameBytesDataset, JpegBatch, batch_to_device, collate_jpeg,
                                   decode_and_augment)

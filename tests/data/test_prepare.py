@@ -11,7 +11,7 @@ import torch
 
 from tdrl.cli import main as cli_main
 from tdrl.config.data import DataConfig
-from tdrl.data.dataset import build_dataset
+from tdrl.data.builders import build_dataset
 from tdrl.data.prepare import PrepareError, parse_split_args, prepare_dataset, target_size
 
 # ImageNet std in 0..255 units: a normalised difference times this is a difference in grey levels.

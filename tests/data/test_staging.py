@@ -202,7 +202,7 @@ def test_remote_roots_are_checked():
 def test_prepared_set_reads_the_same_through_a_file_uri(tiny_synth, tmp_path, monkeypatch):
     import torch
 
-    from tdrl.data.dataset import annotations_for, build_dataset
+    from tdrl.data.builders import annotations_for, build_dataset
     from tdrl.data.prepare import prepare_dataset
 
     info = prepare_dataset("sthv2", tiny_synth.root, tmp_path / "prepared", workers=1)

@@ -66,6 +66,12 @@ def test_importances_find_the_parameter_the_score_depends_on(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     md = paths["importance_md"].read_text()
     assert "| model.mem_init |" in md and "fANOVA" in md and "16 finished trials" in md
+    # Against the same trials with their scores shuffled: mem_init's importance stands above noise,
+    # and the noise level of each parameter is a real one (fANOVA gives some importance to each).
+    table = pd.read_csv(paths["importance_csv"]).set_index("parameter")
+    assert table.loc["model.mem_init", "above_null"] and table.loc["model.mem_init", "importance"] > \
+        table.loc["model.mem_init", "null_q95"]
+    assert (table["null_q95"] > 0.05).all() and "95% with scores shuffled" in md
     again = importances(optuna_study(finished_trials(_runs(), KEYS), optuna_distributions("resnet18")))
     assert {f"model.{k}": v for k, v in again.items()} == values  # seeded: two reports agree
 
@@ -93,6 +99,11 @@ def test_tables_search_reads_the_newest_search_and_logs_on_its_parent(tmp_path, 
     folder = out / "search-t"
     trials = pd.read_csv(folder / "search_trials.csv")
     assert len(trials) == 8 and trials["val_top1"].is_monotonic_decreasing
+    md = (folder / "search_trials.md").read_text()  # readable: lambda to 3 digits, blocks by their name
+    best = trials.iloc[0]
+    name = {v: k for k, v in td_block_choices("resnet18").items()}[best["model.td_blocks"]]
+    assert f"| {best['trial']} | {best['model.td_lambda']:.2e} | {best['model.td_ratio']} |" in md
+    assert f"| {name} | {best['model.mem_init']} |" in md and "| trial | td_lambda | td_ratio |" in md
     assert "The search's trials, best first" in capsys.readouterr().out
     logged = {a.path for a in client.list_artifacts(parent, "search")}
     assert {"search/search_trials.csv", "search/search_importance.md", "search/search_slice.png"} <= logged

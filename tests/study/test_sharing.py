@@ -75,3 +75,24 @@ def test_switched_on_fields_stay_in_the_hash(study, row):
     """Position and memory-init rows differ from the default only in a field the canonical form
     keeps because the component is on."""
     assert _hash(study, row) != _hash("table4", "pem_td") and _hash(study, row) != _hash("table4", "td")
+
+
+# config_hash of Experiment() with data.root=/nonexistent/tdrl-hash-pin (TDRL, and as TSN), computed at
+# ef6a5b3, before model.kernels and model.recompute existed: finished runs' stores must keep matching.
+TSN = {"model.temporal": "none", "model.enhance": "none", "model.td_ratio": 0.0}
+PINNED = {"tdrl": "469fe96badb33df4", "tsn": "8a01643cb645b076"}
+
+
+@pytest.mark.parametrize("row", ["tdrl", "tsn"])
+def test_existing_configurations_keep_their_hash(row):
+    from tdrl.config.experiment import Experiment
+
+    base = Experiment().override({"data.root": "/nonexistent/tdrl-hash-pin", **(TSN if row == "tsn" else {})})
+    assert config_hash(base.flatten()) == PINNED[row]
+    for auto_or_eager in ("auto", "eager"):  # neither changes results' identity; recomputation never does
+        for recompute in (False, True):
+            flat = base.override({"model.kernels": auto_or_eager, "model.recompute": recompute}).flatten()
+            assert config_hash(flat) == PINNED[row]
+    triton = base.override({"model.kernels": "triton"}).flatten()
+    assert config_hash(triton) != PINNED[row]  # fused kernels round differently: not shared with eager runs
+    assert config_hash({**triton, "model.recompute": True}) == config_hash(triton)

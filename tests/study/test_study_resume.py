@@ -7,7 +7,8 @@ import pytest
 
 from tdrl.config import ConfigError
 from tdrl.study.cli import finish
-from tdrl.study.runner import StudyOptions, StudyResult, check_resumable, grid_options, write_state
+from tdrl.study.runner import StudyResult, check_resumable, grid_options, write_state
+from tdrl.study.trials import StudyOptions
 
 
 def _state(tmp_path, opts: StudyOptions) -> str:

@@ -17,7 +17,8 @@ def test_table5_reduced_study_end_to_end(study_data, tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
     from tdrl.cli import main as tdrl_main
-    from tdrl.study.runner import StudyOptions, run_study
+    from tdrl.study.runner import run_study
+    from tdrl.study.trials import StudyOptions
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     opts = StudyOptions(preset="smoke", data=study_data, seeds=2, name="t5-ci", storage=str(tmp_path / "runs"),
@@ -49,6 +50,12 @@ def test_table5_reduced_study_end_to_end(study_data, tmp_path, capsys):
     assert parent.info.status == "FINISHED" and parent.data.tags["tdrl.role"] == "study"
     # The parent records the study's network (Table 5: no PEM), not the preset's (smoke: PEM).
     assert parent.data.params["base.model.enhance"] == "none" and parent.data.params["base.model.temporal"] == "tim"
+    # Every trial trains what the parent records (--set included), but for its row's keys, seed and name.
+    own = {"model.td_ratio", "train.seed", "train.name", "train.use_gpu"}
+    for r in runs:
+        assert {k: v for k, v in r.data.params.items() if k not in own} == {
+            k[5:]: v for k, v in parent.data.params.items() if k.startswith("base.") and k[5:] not in own}
+    assert {r.data.params["train.epochs"] for r in runs} == {"1"}
     # Tune's own config carries each trial's row values (one route for grids and searches).
     configs = {(r.config["row"], r.config["seed"]): r.config for r in res.result_grid}
     assert configs[("ratio50", 1)]["model.td_ratio"] == 0.5 and configs[("ratio0", 0)]["model.td_ratio"] == 0.0
@@ -85,7 +92,8 @@ def test_table5_reduced_study_end_to_end(study_data, tmp_path, capsys):
 def test_table5_full_smoke_study(tmp_path):
     """The full smoke Table 5 (5 rows, the smoke preset as is) on 2 CPUs."""
     from tdrl.data.synthetic import generate_synthetic
-    from tdrl.study.runner import StudyOptions, run_study
+    from tdrl.study.runner import run_study
+    from tdrl.study.trials import StudyOptions
     from tdrl.train.presets import get_preset
 
     data = tmp_path / "synth-smoke"

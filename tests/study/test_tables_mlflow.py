@@ -8,7 +8,7 @@ import math
 import pytest
 
 from tdrl.study.definitions import get_study
-from tdrl.study.runner import trial_label
+from tdrl.study.naming import trial_label
 from tdrl.study.tables import report, table_metrics
 from tdrl.train import tracking
 

@@ -68,7 +68,7 @@ def test_chart_title_is_the_given_one_else_the_studys(tmp_path, monkeypatch):
 
 
 def test_one_experiment_per_study():
-    from tdrl.study.tables import experiment_name
+    from tdrl.study.naming import experiment_name
 
-    assert experiment_name(get_study("ratio")) == "tdrl-table5"
-    assert experiment_name(get_study("table3"), "bench") == "bench-table3"
+    assert experiment_name(get_study("ratio").name) == "tdrl-table5"
+    assert experiment_name(get_study("table3").name, "bench") == "bench-table3"

@@ -18,12 +18,23 @@ SUMS = {"clips": 8.0, "hits": 2.0, "loss": 12.0, "ce": 6.0, "td": 4.0, "seconds"
 
 
 def test_epoch_metrics_are_the_clip_weighted_means_over_ranks():
-    m = epoch_metrics(MetricMeter(dict(SUMS)), epoch=3, lr=0.01, world=2, epoch_time=2.4)
+    m = epoch_metrics(MetricMeter(dict(SUMS), [3.0, 5.0]), epoch=3, lr=0.01, world=2, epoch_time=2.4)
     assert m == {"epoch": 3, "val_top1": 75.0, "train_top1": 25.0, "train_loss": 1.5, "train_ce": 0.75,
                  "train_td": 0.5, "val_loss": 0.25, "val_top5": 100.0, "lr": 0.01,
                  "clips_per_s": 4.0,  # 8 clips in the ranks' mean 2 s, not in their summed 4 s
-                 "skipped": 1.0, "epoch_time_s": 2.4, "workers": 2}
+                 "skipped": 1.0, "epoch_time_s": 2.4, "workers": 2,
+                 "step_clips_min": 3.0, "step_clips_max": 5.0}  # the smallest and largest step of the epoch
     assert set(m) == set(METRICS)  # what MLflow and Tune are told to expect
+
+
+def test_step_clips_add_up_per_step():
+    """Micro-batches of one step add up in that step (the sum over ranks is checked on two real ranks
+    by tests/train/test_train_ray.py)."""
+    meter = MetricMeter()
+    for step, clips in [(0, 3), (0, 2), (1, 4), (3, 1)]:
+        meter.add_step(step, clips)
+    assert meter.step_clips == [5.0, 4.0, 0.0, 1.0]
+    assert MetricMeter({"a": 1.0}).merged(meter).step_clips == meter.step_clips
 
 
 def test_an_epoch_without_validation_clips_reports_zero_not_an_error():

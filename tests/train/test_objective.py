@@ -36,11 +36,10 @@ def micro_data(tmp_path_factory) -> str:
 def _watch_first_step(monkeypatch) -> dict:
     """Record the loop's first training batch, and at its first optimiser step the network as it was
     stepped from (a copy) with the gradient the loop computed, by parameter name."""
-    from tdrl.data import gpu_decode
     from tdrl.train import loop
 
     seen: dict = {}
-    to_device, build_optimizer = gpu_decode.batch_to_device, loop.build_optimizer
+    to_device, build_optimizer = loop.batch_to_device, loop.build_optimizer
 
     def record_batch(*args, **kwargs):
         clips, labels = to_device(*args, **kwargs)
@@ -58,7 +57,7 @@ def _watch_first_step(monkeypatch) -> dict:
         optimizer.register_step_pre_hook(before_step)
         return optimizer, scheduler
 
-    monkeypatch.setattr(gpu_decode, "batch_to_device", record_batch)
+    monkeypatch.setattr(loop, "batch_to_device", record_batch)  # the name the loop calls (imported at its top)
     monkeypatch.setattr(loop, "build_optimizer", record_step)
     return seen
 

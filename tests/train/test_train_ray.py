@@ -63,6 +63,8 @@ def test_two_workers_train_track_and_evaluate(finished_run, capsys, tmp_path):
     result, parent = finished_run
     uri, run_id = result.mlflow_uri, result.mlflow_run_id
     assert result.metrics["epoch"] == 3 and set(METRICS) <= set(result.metrics)
+    # Every step's clips, summed over both ranks by the epoch's all_reduce: the global batch of 2 x 4.
+    assert result.metrics["step_clips_min"] == result.metrics["step_clips_max"] == 8
     # MLflow: the parent run plus exactly one training run, nested, tagged, one point per epoch.
     runs = runs_of(uri, "tests")
     assert len(runs) == 2

@@ -1,0 +1,102 @@
+"""Ops dispatched and activation memory of one training step on the CPU: TDRL (eager, Triton kernels,
+Triton kernels + recomputation) beside TSN, as :mod:`tdrl.model.step_stats` measures them.
+
+Rows: ``tsn`` (no temporal module, no enhancement, no TD loss), ``tdrl-eager``
+(``model.kernels=eager``), ``tdrl-triton`` and ``tdrl-triton-recompute`` (``model.recompute=true``).
+Each TDRL row's loss and gradients are compared with the eager row's: the worst parameter's max
+relative difference, and the difference of all gradients together (norm of the difference over the
+norm). Triton rows on the CPU run in Triton's interpreter, so the script sets ``TRITON_INTERPRET=1``
+before torch (which imports Triton) is imported.
+
+In float32 at the default setting (one clip, 64 px: BatchNorm over 32 values per channel in layer4)
+the gradient amplifies rounding: eager float32 itself differs from eager float64 by up to 0.2
+relative on a few parameters, so the float32 comparison shows rounding, not a difference of function.
+``--dtype float64`` compares the two paths where rounding cannot hide one.
+
+    python benchmarks/op_count.py                    # R50, 8 frames, 1 clip, 64 px: the setting of issue 21
+    python benchmarks/op_count.py --json FILE        # also write the figures
+    python benchmarks/op_count.py --dtype float64 --rows tdrl-eager,tdrl-triton-recompute   # same function?
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+ROWS = ("tsn", "tdrl-eager", "tdrl-triton", "tdrl-triton-recompute")
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--clips", type=int, default=1)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of " + ",".join(ROWS))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--json", default=None, help="also write the results here")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _parse()
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before torch (which imports Triton) is imported
+    import dataclasses
+
+    import torch
+
+    from tdrl.config.model import ModelConfig
+    from tdrl.model.network import TDRLNet
+    from tdrl.model.step_stats import measure_step
+
+    base = ModelConfig(backbone=args.backbone, width=args.width, frames=args.frames)
+    configs = {
+        "tsn": dataclasses.replace(base, temporal="none", enhance="none", td_ratio=0.0, kernels="eager"),
+        "tdrl-eager": dataclasses.replace(base, kernels="eager"),
+        "tdrl-triton": dataclasses.replace(base, kernels="triton"),
+        "tdrl-triton-recompute": dataclasses.replace(base, kernels="triton", recompute=True),
+    }
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    clips = torch.randn(args.clips, args.frames, 3, args.size, args.size).to(dtype)  # (N, T, C, H, W)
+    results: dict = {"setting": vars(args), "torch": torch.__version__, "rows": {}}
+    eager = None
+    for row in args.rows.split(","):
+        torch.manual_seed(0)
+        stats = measure_step(TDRLNet(configs[row]).to(dtype), clips, base.td_lambda)
+        out = {"ops": stats.ops, "ops_forward": stats.ops_forward, "ops_backward": stats.ops_backward,
+               "ops_inner": stats.ops_inner, "triton_launches": stats.launches,
+               "saved_mib": stats.saved_bytes / 2**20, "live_mib": stats.live_bytes / 2**20, "loss": stats.loss.item()}
+        if row == "tdrl-eager":
+            eager = stats
+        elif row != "tsn" and eager is not None:
+            out["loss_rel_diff"] = (abs(stats.loss - eager.loss) / abs(eager.loss)).item()
+            out["grad_rel_diff"] = max(((g - eager.grads[n]).abs().max() / eager.grads[n].abs().max().clamp_min(1e-30)
+                                        ).item() for n, g in stats.grads.items())
+            diff = torch.cat([(g - eager.grads[n]).flatten() for n, g in stats.grads.items()])
+            out["grads_rel_norm"] = (diff.norm() / torch.cat([g.flatten() for g in eager.grads.values()]).norm()).item()
+        results["rows"][row] = out
+        print(f"{row:22s} ops {out['ops']:5d} (forward {stats.ops_forward}, backward {stats.ops_backward}; "
+              f"{stats.ops_inner} with tdrl ops' insides, {stats.launches} Triton launches)  saved "
+              f"{out['saved_mib']:5.1f} MiB  live after forward {out['live_mib']:5.1f} MiB"
+              + (f"  vs eager: loss {out['loss_rel_diff']:.1e}, grads {out['grad_rel_diff']:.1e} (worst parameter), "
+                 f"{out['grads_rel_norm']:.1e} (all)"
+                 if "loss_rel_diff" in out else ""), flush=True)
+    rows = results["rows"]
+    if "tsn" in rows:
+        tsn = rows["tsn"]
+        print("ratio to TSN: ops | ops with insides + launches | saved | live")
+        for row, out in rows.items():
+            out["ratios_to_tsn"] = {"ops": out["ops"] / tsn["ops"],
+                                    "ops_inner": (out["ops_inner"] + out["triton_launches"]) / tsn["ops_inner"],
+                                    "saved": out["saved_mib"] / tsn["saved_mib"], "live": out["live_mib"] / tsn["live_mib"]}
+            print(f"  {row:22s} " + " | ".join(f"{v:.2f}" for v in out["ratios_to_tsn"].values()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
