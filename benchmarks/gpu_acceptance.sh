@@ -13,9 +13,12 @@
 # Goals: TDRL/TSN >= 0.80 eager and >= 0.85 compiled at 8 and 16 frames, peak memory <= 1.15x TSN's
 # (with recompute), end to end >= 0.7x model only. Each step runs under its own time limit and writes its
 # own file as it ends, so a stopped run keeps what it measured; steps.json records every step's exit
-# status and seconds. About 11 minutes on an H200.
+# status and seconds. The time limits add up to 24 minutes; the budget is about 10 on an H100/H200.
+# Not yet run on a GPU (written where none was lent); its CPU smoke mode has run end to end.
 #
 # Usage: bash benchmarks/gpu_acceptance.sh OUT_DIR [--cpu-smoke]
+# Keep OUT_DIR as benchmarks/results/<gpu>-acceptance/: a subfolder, because `tdrl study --plan` reads every
+# top-level benchmarks/results/*.json as a throughput.py table (only throughput_*.json here are).
 # --cpu-smoke runs every step on the CPU at toy sizes (Triton's interpreter, ResNet-18 x0.25, one step)
 # to check the script's syntax and wiring where no GPU is lent; its figures mean nothing.
 set -u

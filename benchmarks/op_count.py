@@ -11,11 +11,13 @@ before torch (which imports Triton) is imported.
 In float32 at the default setting (one clip, 64 px: BatchNorm over 32 values per channel in layer4)
 the gradient amplifies rounding: eager float32 itself differs from eager float64 by up to 0.2
 relative on a few parameters, so the float32 comparison shows rounding, not a difference of function.
-``--dtype float64`` compares the two paths where rounding cannot hide one.
+``--dtype float64`` compares the two paths where rounding cannot hide one; ``--float64-oracle`` sets
+each float32 row beside the eager network in float64, so the two float32 paths' errors can be compared.
 
     python benchmarks/op_count.py                    # R50, 8 frames, 1 clip, 64 px: the setting of issue 21
     python benchmarks/op_count.py --json FILE        # also write the figures
     python benchmarks/op_count.py --dtype float64 --rows tdrl-eager,tdrl-triton-recompute   # same function?
+    python benchmarks/op_count.py --rows tdrl-eager,tdrl-triton-recompute --float64-oracle  # float32 errors
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of " + ",".join(ROWS))
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--float64-oracle", action="store_true",
+                        help="also compare every TDRL row with the eager network in float64 (one more step)")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser.parse_args()
 
@@ -62,6 +66,24 @@ def main() -> None:
     torch.manual_seed(0)
     clips = torch.randn(args.clips, args.frames, 3, args.size, args.size).to(dtype)  # (N, T, C, H, W)
     results: dict = {"setting": vars(args), "torch": torch.__version__, "rows": {}}
+
+    def compare(stats, ref) -> dict:
+        """Loss and gradients of ``stats`` against ``ref``'s, relative: worst parameter and all together."""
+        diff = torch.cat([(g.double() - ref.grads[n].double()).flatten() for n, g in stats.grads.items()])
+        return {"loss": (abs(stats.loss.double() - ref.loss.double()) / abs(ref.loss.double())).item(),
+                "grads_worst_parameter": max(((g.double() - ref.grads[n].double()).abs().max()
+                                              / ref.grads[n].double().abs().max().clamp_min(1e-300)).item()
+                                             for n, g in stats.grads.items()),
+                "grads_all": (diff.norm() / torch.cat([g.double().flatten() for g in ref.grads.values()]).norm()).item()}
+
+    def shown(name: str, c: dict) -> str:
+        return f"  vs {name}: loss {c['loss']:.1e}, grads {c['grads_worst_parameter']:.1e} (worst parameter), " \
+               f"{c['grads_all']:.1e} (all)"
+
+    oracle = None
+    if args.float64_oracle:
+        torch.manual_seed(0)
+        oracle = measure_step(TDRLNet(configs["tdrl-eager"]).double(), clips.double(), base.td_lambda)
     eager = None
     for row in args.rows.split(","):
         torch.manual_seed(0)
@@ -69,21 +91,19 @@ def main() -> None:
         out = {"ops": stats.ops, "ops_forward": stats.ops_forward, "ops_backward": stats.ops_backward,
                "ops_inner": stats.ops_inner, "triton_launches": stats.launches,
                "saved_mib": stats.saved_bytes / 2**20, "live_mib": stats.live_bytes / 2**20, "loss": stats.loss.item()}
+        line = ""
         if row == "tdrl-eager":
             eager = stats
         elif row != "tsn" and eager is not None:
-            out["loss_rel_diff"] = (abs(stats.loss - eager.loss) / abs(eager.loss)).item()
-            out["grad_rel_diff"] = max(((g - eager.grads[n]).abs().max() / eager.grads[n].abs().max().clamp_min(1e-30)
-                                        ).item() for n, g in stats.grads.items())
-            diff = torch.cat([(g - eager.grads[n]).flatten() for n, g in stats.grads.items()])
-            out["grads_rel_norm"] = (diff.norm() / torch.cat([g.flatten() for g in eager.grads.values()]).norm()).item()
+            out["vs_eager"] = compare(stats, eager)
+            line += shown("eager", out["vs_eager"])
+        if row != "tsn" and oracle is not None:
+            out["vs_eager_float64"] = compare(stats, oracle)
+            line += shown("eager float64", out["vs_eager_float64"])
         results["rows"][row] = out
         print(f"{row:22s} ops {out['ops']:5d} (forward {stats.ops_forward}, backward {stats.ops_backward}; "
               f"{stats.ops_inner} with tdrl ops' insides, {stats.launches} Triton launches)  saved "
-              f"{out['saved_mib']:5.1f} MiB  live after forward {out['live_mib']:5.1f} MiB"
-              + (f"  vs eager: loss {out['loss_rel_diff']:.1e}, grads {out['grad_rel_diff']:.1e} (worst parameter), "
-                 f"{out['grads_rel_norm']:.1e} (all)"
-                 if "loss_rel_diff" in out else ""), flush=True)
+              f"{out['saved_mib']:5.1f} MiB  live after forward {out['live_mib']:5.1f} MiB" + line, flush=True)
     rows = results["rows"]
     if "tsn" in rows:
         tsn = rows["tsn"]

@@ -24,6 +24,7 @@ import gc
 from dataclasses import dataclass
 
 import torch
+from torch._library.custom_ops import OPDEFS
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -69,8 +70,6 @@ class _Count(TorchDispatchMode):
         self.outputs: dict[int, tuple[StorageWeakRef, int]] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from torch._library.custom_ops import OPDEFS  # torch's private registry: read only when counting ops
-
         kwargs = kwargs or {}
         if self.depth == 0:
             self.ops += 1
