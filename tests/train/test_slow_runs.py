@@ -20,7 +20,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_smoke_preset_two_workers_learns(ray_session, tmp_path, monkeypatch):
-    """The smoke preset as ``tdrl train`` runs it (2 CPU workers), end to end, well above chance."""
+    """The smoke preset as ``tdrl train`` runs it (2 CPU workers), end to end, well above chance.
+
+    It learns: the bound is 3 x chance (50 % on 6 classes) and the run ends at 100 %. Why the margin is
+    safe on any CPU: the trajectory differs with the SIMD kernels (at the 5th of 14 epochs: 81.7 % with
+    AVX-512, 68.3 % with AVX2, 45.0 % with default kernels), but under each of the three the last four
+    epochs were all at 100 % (tools/cpu_capability.py, docs/testing.md), 50 points above the bound.
+    """
     from tdrl.train.presets import get_preset, prepare_data
     from tdrl.train.trainer import fit, resolve
 
@@ -31,7 +37,7 @@ def test_smoke_preset_two_workers_learns(ray_session, tmp_path, monkeypatch):
     prepare_data(preset, exp)
     result = fit(exp)
     chance = 100.0 / exp.model.num_classes
-    assert result.metrics["val_top1"] >= 3 * chance, result.metrics  # 50% on 6 classes; it reaches ~90%
+    assert result.metrics["val_top1"] >= 3 * chance, result.metrics  # 50 % on 6 classes; it ends at 100 %
     runs = runs_of(result.mlflow_uri, exp.train.experiment)
     assert len(runs) == 1
     assert metric_steps(result.mlflow_uri, result.mlflow_run_id, "val_top1") == list(range(exp.train.epochs))

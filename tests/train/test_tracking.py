@@ -11,6 +11,8 @@ import pytest
 
 from tdrl.train import tracking
 
+pytestmark = pytest.mark.bookkeeping_only  # MLflow runs, params and tags: nothing computed by SIMD kernels
+
 
 def test_uri_precedence_option_then_env_then_local_sqlite(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -123,6 +123,7 @@ def test_two_workers_train_track_and_evaluate(finished_run, capsys, tmp_path):
     assert surely <= hits <= possibly, (hits, surely, possibly)
 
 
+@pytest.mark.bookkeeping_only
 def test_worker_failure_resumes_without_duplicated_epochs(tiny_experiment):
     from tdrl.train.trainer import fit
 
@@ -138,6 +139,7 @@ def test_worker_failure_resumes_without_duplicated_epochs(tiny_experiment):
         assert metric_steps(result.mlflow_uri, result.mlflow_run_id, key) == [0, 1, 2], key
 
 
+@pytest.mark.bookkeeping_only
 def test_stopped_run_resumes_by_name_in_the_same_mlflow_run(tiny_experiment):
     from tdrl.train.trainer import fit
 
