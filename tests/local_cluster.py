@@ -217,10 +217,11 @@ class LocalCluster:
     # --- drivers and the whole cluster ----------------------------------------------------------------
 
     def start_driver(self, code: str, args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
-        """``python -c code *args`` against this cluster, in its own process group, its output in ``log``;
+        """``python -u -c code *args`` against this cluster, in its own process group, its output in ``log``;
         ended with the cluster if it still runs then."""
         with open(log, "w") as out:
-            proc = subprocess.Popen([sys.executable, "-c", code, *args], env=self.driver_env, cwd=cwd, stdout=out,
+            # -u: tests read the log while the driver runs; block-buffered it would fill only at the end
+            proc = subprocess.Popen([sys.executable, "-u", "-c", code, *args], env=self.driver_env, cwd=cwd, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.drivers.append(proc)
         return proc

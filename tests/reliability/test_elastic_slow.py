@@ -162,7 +162,9 @@ def test_elastic_run_goes_3_2_3_through_a_spot_reclaim_without_spending_max_fail
                  "--poll-s", "1"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         t0 = time.time()
         with open(log, "w") as out:
-            driver = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(exp.flatten())],
+            # -u: the test reads the log while the run goes on ("resumed from"); block-buffered, a fast run's
+            # lines reached the file only at its end, after the replacement node could still make a difference
+            driver = subprocess.Popen([sys.executable, "-u", "-c", DRIVER, json.dumps(exp.flatten())],
                                       env={**env, "RAY_ADDRESS": address}, cwd=tmp_path, stdout=out,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(driver)
