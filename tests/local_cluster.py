@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def free_port() -> int:
@@ -64,12 +64,30 @@ def stop_processes(procs: list[subprocess.Popen], marks: list[str]) -> None:
             pass
 
 
-def _fatal_lines(temp_dir: Path) -> str:
+def fatal_lines(temp_dir: Path) -> str:
     """The raylet's fatal (``C``) log lines of a node's session: why a ``ray start`` died."""
     lines = []
     for f in sorted(temp_dir.glob("session_*/logs/raylet.out")):
         lines += [ln[:700] for ln in f.read_text(errors="replace").splitlines() if " C " in ln[:40]]
     return "\n".join(lines[-3:]) or "(no fatal raylet line)"
+
+
+def wait_for_nodes(env: dict[str, str], count: int, check: Callable[[], None], timeout: float = 600.0) -> None:
+    """Until ``count`` nodes of the cluster ``env``'s ``RAY_ADDRESS`` names are alive, calling ``check``
+    (which raises when a node died) before each probe. A probe that hangs (a loaded machine: Ray's 5 s
+    connection deadlines pass) is abandoned and tried again rather than failing the test."""
+    probe = "import ray; ray.init(_node_ip_address='127.0.0.1'); print(sum(n['Alive'] for n in ray.nodes()))"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        check()
+        try:
+            out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+                return
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(2)
+    raise AssertionError(f"the cluster at {env['RAY_ADDRESS']} did not reach {count} nodes in {timeout:.0f}s")
 
 
 # The raylet's fatal line when its agents (Python processes) did not write their ports within its
@@ -167,22 +185,9 @@ class LocalCluster:
         stop_processes([node.proc], [str(node.temp_dir)])
 
     def wait_for_nodes(self, count: int, timeout: float = 600.0) -> None:
-        """Until ``count`` nodes are alive. A probe that hangs (a loaded machine: Ray's 5 s connection
-        deadlines pass) is abandoned and tried again rather than failing the test; a node that died
-        (see ``_check_running``) is started again or fails the test at once."""
-        probe = "import ray; ray.init(_node_ip_address='127.0.0.1'); print(sum(n['Alive'] for n in ray.nodes()))"
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            self._check_running()
-            try:
-                out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                                     env=self.driver_env)
-                if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-                    return
-            except subprocess.TimeoutExpired:
-                pass
-            time.sleep(2)
-        raise AssertionError(f"the cluster at {self.address} did not reach {count} nodes in {timeout:.0f}s")
+        """Until ``count`` nodes are alive (:func:`wait_for_nodes`); a node that died (see
+        ``_check_running``) is started again or fails the test at once."""
+        wait_for_nodes(self.driver_env, count, self._check_running, timeout)
 
     def _check_running(self) -> None:
         """A node that exited unasked is started again if its raylet only lost the agents' start-up race
@@ -190,7 +195,7 @@ class LocalCluster:
         for node in self.nodes:
             if node.stopped or node.proc.poll() is None:
                 continue
-            fatal = _fatal_lines(node.temp_dir)
+            fatal = fatal_lines(node.temp_dir)
             if SLOW_AGENTS not in fatal or node.tries >= START_TRIES:
                 raise AssertionError(f"`ray start` ({node.temp_dir}, start {node.tries}) exited with "
                                      f"{node.proc.returncode}:\n{fatal}")

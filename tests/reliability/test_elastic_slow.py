@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from test_faults_slow import _assert_each_epoch_once, _wait_for
+from local_cluster import fatal_lines, wait_for_nodes
 from local_cluster import free_port as _free_port, pids_naming as _pids_naming, stop_processes as _stop
 from train_helpers import epoch_dirs, metric_steps, runs_of
 
@@ -54,34 +55,17 @@ print("RESULT " + json.dumps({"epoch": result.metrics["epoch"], "run_id": result
 """
 
 
-def _fatal_lines(temp_dir: Path) -> str:
-    """The raylet's fatal (``C``) log lines of a node's session: why a `ray start` died."""
-    lines = []
-    for f in sorted(temp_dir.glob("session_*/logs/raylet.out")):
-        lines += [ln[:300] for ln in f.read_text(errors="replace").splitlines() if " C " in ln[:40]]
-    return "\n".join(lines[-3:]) or "(no fatal raylet line)"
-
-
 def _wait_for_nodes(address: str, env: dict[str, str], count: int, nodes: list[tuple[subprocess.Popen, Path]],
                     timeout: float = 600.0) -> None:
-    """Until ``count`` nodes are alive. A probe that hangs (a loaded machine: Ray's 5 s connection
-    deadlines pass) is abandoned and tried again rather than failing the test; a node process that
-    exited fails it at once, with its raylet's fatal line."""
-    probe = "import ray; ray.init(_node_ip_address='127.0.0.1'); print(sum(n['Alive'] for n in ray.nodes()))"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    """Until ``count`` nodes are alive (:func:`local_cluster.wait_for_nodes`); a node process that exited
+    fails the test at once, with its raylet's fatal line."""
+    def check() -> None:
         for proc, temp_dir in nodes:
             if proc.poll() is not None:
-                raise AssertionError(f"`ray start` ({temp_dir}) exited with {proc.returncode}:\n{_fatal_lines(temp_dir)}")
-        try:
-            out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                                 env={**env, "RAY_ADDRESS": address})
-            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-                return
-        except subprocess.TimeoutExpired:
-            pass
-        time.sleep(2)
-    raise AssertionError(f"the cluster at {address} did not reach {count} nodes in {timeout:.0f}s")
+                raise AssertionError(f"`ray start` ({temp_dir}) exited with {proc.returncode}:\n"
+                                     f"{fatal_lines(temp_dir)}")
+
+    wait_for_nodes({**env, "RAY_ADDRESS": address}, count, check, timeout)
 
 
 def _agent_ports() -> list[str]:
